@@ -1,0 +1,11 @@
+# Third-party libraries, all from Debian 12 packages (scripts/install-deps).
+find_package(OpenSSL 3.0 REQUIRED)
+find_package(CURL REQUIRED)
+find_package(Threads REQUIRED)
+find_package(PkgConfig REQUIRED)
+pkg_check_modules(MHD REQUIRED IMPORTED_TARGET libmicrohttpd>=0.9.71)
+pkg_check_modules(JANSSON REQUIRED IMPORTED_TARGET jansson>=2.13)
+pkg_check_modules(INIH REQUIRED IMPORTED_TARGET inih)
+if(ATR_TESTING)
+    pkg_check_modules(CMOCKA REQUIRED IMPORTED_TARGET cmocka)
+endif()

@@ -1,0 +1,85 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The atrest executable: one binary, git/openssl-style subcommands.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "base/error.h"
+#include "base/secmem.h"
+#include "cli/commands.h"
+
+/* Secure heap for key material: 1 MiB, enough for thousands of cached keys. */
+#define ATR_SECURE_HEAP_BYTES (1u << 20)
+
+static int cmd_help(int argc, char **argv);
+static int cmd_version(int argc, char **argv);
+
+static const struct atr_cli_command commands[] = {
+    {"help", "show this help", cmd_help},
+    {"version", "print the version", cmd_version},
+    {"cert", "create a local CA and TLS server certificates", atr_cmd_cert},
+    {"echo", "run a TLS JSON echo server (plumbing demo)", atr_cmd_echo},
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: atrest <command> [options]\n\ncommands:\n");
+    for (size_t i = 0; i < ATR_ARRAY_LEN(commands); i++)
+        fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(out, "\nRun 'atrest <command> --help' for the options of a command.\n");
+}
+
+static int cmd_help(int argc, char **argv)
+{
+    ATR_UNUSED(argc);
+    ATR_UNUSED(argv);
+    usage(stdout);
+    return ATR_EXIT_OK;
+}
+
+static int cmd_version(int argc, char **argv)
+{
+    ATR_UNUSED(argc);
+    ATR_UNUSED(argv);
+    printf("atrest %s\n", ATR_VERSION);
+    return ATR_EXIT_OK;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return ATR_EXIT_USAGE;
+    }
+    /*
+     * Every subcommand runs without core dumps and with a locked secure heap;
+     * sanitizer builds may run with an unlocked one (ASan maps shadow memory
+     * that can push mlock past RLIMIT_MEMLOCK).
+     */
+    struct atr_err err;
+    atr_err_clear(&err);
+#ifdef ATR_SANITIZED
+    const int allow_unprotected = 1;
+#else
+    const int allow_unprotected = 0;
+#endif
+    if (atr_secmem_harden_process(&err) != ATR_OK ||
+        atr_secmem_init(ATR_SECURE_HEAP_BYTES, allow_unprotected, &err) != ATR_OK) {
+        fprintf(stderr, "atrest: %s\n", atr_err_msg(&err));
+        return ATR_EXIT_FAIL;
+    }
+
+    const char *name = argv[1];
+    if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0)
+        name = "help";
+    if (strcmp(name, "--version") == 0)
+        name = "version";
+    for (size_t i = 0; i < ATR_ARRAY_LEN(commands); i++) {
+        if (strcmp(commands[i].name, name) == 0)
+            return commands[i].run(argc - 1, argv + 1);
+    }
+    fprintf(stderr, "atrest: unknown command '%s'\n\n", argv[1]);
+    usage(stderr);
+    return ATR_EXIT_USAGE;
+}
