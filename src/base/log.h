@@ -63,8 +63,8 @@ void atr_log_fields(atr_log_level level, const char *event, const char *req_id, 
                     ...);
 
 #define atr_log_debug(event, rid, ...) atr_log(ATR_LOG_DEBUG, event, rid, __VA_ARGS__)
-#define atr_log_info(event, rid, ...) atr_log(ATR_LOG_INFO, event, rid, __VA_ARGS__)
-#define atr_log_warn(event, rid, ...) atr_log(ATR_LOG_WARN, event, rid, __VA_ARGS__)
+#define atr_log_info(event, rid, ...)  atr_log(ATR_LOG_INFO, event, rid, __VA_ARGS__)
+#define atr_log_warn(event, rid, ...)  atr_log(ATR_LOG_WARN, event, rid, __VA_ARGS__)
 #define atr_log_error(event, rid, ...) atr_log(ATR_LOG_ERROR, event, rid, __VA_ARGS__)
 
 #endif /* ATR_BASE_LOG_H */
