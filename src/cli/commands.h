@@ -16,8 +16,31 @@ struct atr_cli_command {
     atr_cli_fn run;
 };
 
+#include <stddef.h>
+
+struct atr_http_server_opts;
+
 int atr_cmd_cert(int argc, char **argv);
 int atr_cmd_echo(int argc, char **argv);
+int atr_cmd_dev(int argc, char **argv);
+
+/*
+ * Shared pieces of the subcommands (they print their own messages and
+ * return an exit code).
+ */
+
+/* Creates (or reuses) the CA in @p dir and a server certificate for @p hosts. */
+int atr_cli_cert_make(const char *dir, const char *const *hosts, size_t nhosts, unsigned days);
+
+/* Called once the echo server listens, with its URL. */
+typedef void (*atr_cli_ready_fn)(const char *url, void *ctx);
+
+/*
+ * Runs the TLS JSON echo server until SIGINT/SIGTERM. Prints the URL when
+ * @p on_ready is NULL, else calls it.
+ */
+int atr_cli_echo_serve(const struct atr_http_server_opts *opts, atr_cli_ready_fn on_ready,
+                       void *ready_ctx);
 
 /* Exit codes shared by every subcommand. */
 #define ATR_EXIT_OK    0

@@ -20,6 +20,7 @@ static const struct atr_cli_command commands[] = {
     {"version", "print the version", cmd_version},
     {"cert", "create a local CA and TLS server certificates", atr_cmd_cert},
     {"echo", "run a TLS JSON echo server (plumbing demo)", atr_cmd_echo},
+    {"dev", "start the whole system locally with a demo", atr_cmd_dev},
 };
 
 static void usage(FILE *out)
