@@ -2,6 +2,7 @@
 find_package(OpenSSL 3.0 REQUIRED)
 find_package(CURL REQUIRED)
 find_package(Threads REQUIRED)
+find_package(SQLite3 REQUIRED)
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(MHD REQUIRED IMPORTED_TARGET libmicrohttpd>=0.9.71)
 pkg_check_modules(JANSSON REQUIRED IMPORTED_TARGET jansson>=2.13)
