@@ -7,14 +7,13 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "base/error.h"
+#include "cli/args.h"
 #include "cli/commands.h"
 #include "crypto/x509.h"
 
@@ -34,19 +33,6 @@ static void cert_usage(FILE *out)
             "  --days N      server certificate validity in days (default %d, max %d)\n"
             "  --help        show this help\n",
             ATR_X509_SERVER_DAYS_DEFAULT, ATR_X509_DAYS_MAX);
-}
-
-static int usage_error(const char *fmt, ...) ATR_PRINTF(1, 2);
-
-static int usage_error(const char *fmt, ...)
-{
-    va_list ap;
-    fprintf(stderr, "atrest cert: ");
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "\nRun 'atrest cert --help' for the options.\n");
-    return ATR_EXIT_USAGE;
 }
 
 static int file_exists(const char *path)
@@ -85,35 +71,33 @@ int atr_cmd_cert(int argc, char **argv)
             break;
         case 'H':
             if (nhosts == ATR_X509_MAX_HOSTS)
-                return usage_error("too many --host options (at most %d)", ATR_X509_MAX_HOSTS);
+                return atr_args_usage_error("cert", "too many --host options (at most %d)",
+                                            ATR_X509_MAX_HOSTS);
             if (!atr_x509_host_ok(optarg))
-                return usage_error("'%s' is neither a DNS name nor an IP address", optarg);
+                return atr_args_usage_error("cert", "'%s' is neither a DNS name nor an IP address",
+                                            optarg);
             hosts[nhosts++] = optarg;
             break;
         case 'n': {
-            char *end = NULL;
-            errno = 0;
-            unsigned long v = strtoul(optarg, &end, 10);
-            if (errno != 0 || end == optarg || *end != '\0' || optarg[0] == '-' || v == 0 ||
-                v > ATR_X509_DAYS_MAX)
-                return usage_error("--days must be a number from 1 to %d, not '%s'",
-                                   ATR_X509_DAYS_MAX, optarg);
+            unsigned long v;
+            if (!atr_args_parse_ulong(&v, optarg, 1, ATR_X509_DAYS_MAX))
+                return atr_args_usage_error("cert",
+                                            "--days must be a number from 1 to %d, not '%s'",
+                                            ATR_X509_DAYS_MAX, optarg);
             days = (unsigned)v;
             break;
         }
         case 'h':
             cert_usage(stdout);
             return ATR_EXIT_OK;
-        case ':':
-            return usage_error("option '%s' needs a value", argv[optind - 1]);
         default:
-            return usage_error("unknown option '%s'", argv[optind - 1]);
+            return atr_args_getopt_error("cert", ch, argv);
         }
     }
     if (optind < argc)
-        return usage_error("unexpected argument '%s'", argv[optind]);
+        return atr_args_usage_error("cert", "unexpected argument '%s'", argv[optind]);
     if (dir == NULL || dir[0] == '\0')
-        return usage_error("--dir is required");
+        return atr_args_usage_error("cert", "--dir is required");
     if (nhosts == 0) {
         hosts[nhosts++] = "localhost";
         hosts[nhosts++] = "127.0.0.1";

@@ -11,13 +11,12 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include "base/error.h"
+#include "cli/args.h"
 #include "cli/commands.h"
 #include "http/server.h"
 
@@ -41,19 +40,6 @@ static void dev_usage(FILE *out)
             "  --port N    TCP port on 127.0.0.1, 0 for any free port (default %d)\n"
             "  --help      show this help\n",
             DEV_DEFAULT_PORT);
-}
-
-static int usage_error(const char *fmt, ...) ATR_PRINTF(1, 2);
-
-static int usage_error(const char *fmt, ...)
-{
-    va_list ap;
-    fprintf(stderr, "atrest dev: ");
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "\nRun 'atrest dev --help' for the options.\n");
-    return ATR_EXIT_USAGE;
 }
 
 static void dev_ready(const char *url, void *ctx)
@@ -90,27 +76,22 @@ int atr_cmd_dev(int argc, char **argv)
         case 'd':
             dir = optarg;
             break;
-        case 'p': {
-            char *end = NULL;
-            errno = 0;
-            port = strtoul(optarg, &end, 10);
-            if (errno != 0 || end == optarg || *end != '\0' || optarg[0] == '-' || port > 65535)
-                return usage_error("--port must be a number from 0 to 65535, not '%s'", optarg);
+        case 'p':
+            if (!atr_args_parse_ulong(&port, optarg, 0, 65535))
+                return atr_args_usage_error(
+                    "dev", "--port must be a number from 0 to 65535, not '%s'", optarg);
             break;
-        }
         case 'h':
             dev_usage(stdout);
             return ATR_EXIT_OK;
-        case ':':
-            return usage_error("option '%s' needs a value", argv[optind - 1]);
         default:
-            return usage_error("unknown option '%s'", argv[optind - 1]);
+            return atr_args_getopt_error("dev", ch, argv);
         }
     }
     if (optind < argc)
-        return usage_error("unexpected argument '%s'", argv[optind]);
+        return atr_args_usage_error("dev", "unexpected argument '%s'", argv[optind]);
     if (dir[0] == '\0')
-        return usage_error("--dir must not be empty");
+        return atr_args_usage_error("dev", "--dir must not be empty");
 
     char tls[PATH_MAX], ca[PATH_MAX], cert[PATH_MAX], key[PATH_MAX];
     if (snprintf(tls, sizeof(tls), "%s/tls", dir) >= (int)sizeof(tls) ||

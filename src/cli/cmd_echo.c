@@ -10,18 +10,16 @@
  * It prints the URL it listens on as one line on stdout and runs until
  * SIGINT or SIGTERM, then stops gracefully and exits 0.
  */
-#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include <jansson.h>
 
 #include "base/error.h"
 #include "base/log.h"
+#include "cli/args.h"
 #include "cli/commands.h"
 #include "http/server.h"
 
@@ -68,30 +66,6 @@ static void echo_usage(FILE *out)
             ECHO_DEFAULT_PORT);
 }
 
-static int usage_error(const char *fmt, ...) ATR_PRINTF(1, 2);
-
-static int usage_error(const char *fmt, ...)
-{
-    va_list ap;
-    fprintf(stderr, "atrest echo: ");
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "\nRun 'atrest echo --help' for the options.\n");
-    return ATR_EXIT_USAGE;
-}
-
-static int parse_uint(unsigned long *out, const char *s, unsigned long max)
-{
-    char *end = NULL;
-    errno = 0;
-    unsigned long v = strtoul(s, &end, 10);
-    if (errno != 0 || end == s || *end != '\0' || s[0] == '-' || v > max)
-        return 0;
-    *out = v;
-    return 1;
-}
-
 int atr_cmd_echo(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -124,28 +98,28 @@ int atr_cmd_echo(int argc, char **argv)
             opts.listen_addr = optarg;
             break;
         case 'p':
-            if (!parse_uint(&v, optarg, 65535))
-                return usage_error("--port must be a number from 0 to 65535, not '%s'", optarg);
+            if (!atr_args_parse_ulong(&v, optarg, 0, 65535))
+                return atr_args_usage_error(
+                    "echo", "--port must be a number from 0 to 65535, not '%s'", optarg);
             opts.port = (uint16_t)v;
             break;
         case 't':
-            if (!parse_uint(&v, optarg, 256) || v == 0)
-                return usage_error("--threads must be a number from 1 to 256, not '%s'", optarg);
+            if (!atr_args_parse_ulong(&v, optarg, 1, 256))
+                return atr_args_usage_error(
+                    "echo", "--threads must be a number from 1 to 256, not '%s'", optarg);
             opts.threads = (unsigned)v;
             break;
         case 'h':
             echo_usage(stdout);
             return ATR_EXIT_OK;
-        case ':':
-            return usage_error("option '%s' needs a value", argv[optind - 1]);
         default:
-            return usage_error("unknown option '%s'", argv[optind - 1]);
+            return atr_args_getopt_error("echo", ch, argv);
         }
     }
     if (optind < argc)
-        return usage_error("unexpected argument '%s'", argv[optind]);
+        return atr_args_usage_error("echo", "unexpected argument '%s'", argv[optind]);
     if (opts.cert_file == NULL || opts.key_file == NULL)
-        return usage_error("--cert and --key are required");
+        return atr_args_usage_error("echo", "--cert and --key are required");
 
     return atr_cli_echo_serve(&opts, NULL, NULL);
 }
