@@ -23,6 +23,7 @@ struct atr_http_server_opts;
 int atr_cmd_cert(int argc, char **argv);
 int atr_cmd_echo(int argc, char **argv);
 int atr_cmd_dev(int argc, char **argv);
+int atr_cmd_idp(int argc, char **argv);
 
 /*
  * Shared pieces of the subcommands (they print their own messages and

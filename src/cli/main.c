@@ -21,6 +21,7 @@ static const struct atr_cli_command commands[] = {
     {"cert", "create a local CA and TLS server certificates", atr_cmd_cert},
     {"echo", "run a TLS JSON echo server (plumbing demo)", atr_cmd_echo},
     {"dev", "start the whole system locally with a demo", atr_cmd_dev},
+    {"idp", "run the identity server (Entra ID subset) and its admin commands", atr_cmd_idp},
 };
 
 static void usage(FILE *out)
