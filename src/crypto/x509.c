@@ -21,9 +21,11 @@
 #include <openssl/x509v3.h>
 
 #include "base/alloc.h"
+#include "base/b64.h"
 #include "base/clock.h"
 #include "base/log.h"
 #include "crypto/ossl.h"
+#include "crypto/rsa.h"
 
 #define CA_CN_DEFAULT "atrest local CA"
 #define ORG_NAME      "atrest"
@@ -494,5 +496,61 @@ done:
     BIO_free(kb);
     X509_free(x);
     EVP_PKEY_free(key);
+    return rc;
+}
+
+atr_status atr_x509_cert_rsa_key(struct atr_rsa_key **out, char x5t[ATR_X509_X5T_LEN + 1],
+                                 const char *pem, size_t len, struct atr_err *err)
+{
+    *out = NULL;
+    x5t[0] = '\0';
+    if (len > INT32_MAX)
+        return atr_err_set(err, ATR_E_TOO_LARGE, "certificate too large");
+    atr_status rc = ATR_OK;
+    X509 *cert = NULL;
+    unsigned char *der = NULL;
+    struct atr_buf b64;
+    atr_buf_init(&b64, 64);
+    BIO *bio = BIO_new_mem_buf(pem, (int)len);
+    if (bio == NULL) {
+        rc = atr_ossl_fail(err, ATR_E_NOMEM, "certificate: out of memory");
+        goto done;
+    }
+    cert = PEM_read_bio_X509(bio, NULL, NULL, NULL);
+    if (cert == NULL) {
+        rc = atr_ossl_fail(err, ATR_E_PARSE, "no PEM certificate found");
+        goto done;
+    }
+    unsigned char sha1[EVP_MAX_MD_SIZE];
+    unsigned int sha1_len = 0;
+    if (X509_digest(cert, EVP_sha1(), sha1, &sha1_len) != 1 || sha1_len != 20) {
+        rc = atr_ossl_fail(err, ATR_E_CRYPTO, "certificate: cannot compute the thumbprint");
+        goto done;
+    }
+    if ((rc = atr_b64url_encode(&b64, atr_span_of(sha1, sha1_len))) != ATR_OK ||
+        b64.len != ATR_X509_X5T_LEN) {
+        rc = atr_err_set(err, rc != ATR_OK ? rc : ATR_E_INTERNAL, "certificate: thumbprint");
+        goto done;
+    }
+    memcpy(x5t, b64.ptr, ATR_X509_X5T_LEN);
+    x5t[ATR_X509_X5T_LEN] = '\0';
+    EVP_PKEY *pub = X509_get0_pubkey(cert);
+    if (pub == NULL || EVP_PKEY_get_base_id(pub) != EVP_PKEY_RSA) {
+        rc = atr_err_set(err, ATR_E_INVALID, "the certificate does not hold an RSA key");
+        goto done;
+    }
+    int n = i2d_PUBKEY(pub, &der);
+    if (n <= 0) {
+        rc = atr_ossl_fail(err, ATR_E_CRYPTO, "certificate: cannot encode the public key");
+        goto done;
+    }
+    rc = atr_rsa_key_parse_der(out, atr_span_of(der, (size_t)n), err);
+done:
+    if (rc != ATR_OK)
+        x5t[0] = '\0';
+    OPENSSL_free(der);
+    atr_buf_cleanup(&b64);
+    X509_free(cert);
+    BIO_free(bio);
     return rc;
 }

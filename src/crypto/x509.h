@@ -90,6 +90,24 @@ ATR_MUST_CHECK atr_status atr_x509_server_create(const char *cert_path, const ch
 ATR_MUST_CHECK atr_status atr_x509_check_pem_pair(struct atr_span cert_pem, struct atr_span key_pem,
                                                   struct atr_err *err);
 
+struct atr_rsa_key;
+
+/* Length of an x5t value: base64url of a SHA-1 digest, without padding. */
+#define ATR_X509_X5T_LEN 27
+
+/**
+ * Reads the first certificate of @p pem (@p len bytes) and gives its RSA
+ * public key and its JOSE "x5t" thumbprint (base64url SHA-1 of the DER, the
+ * value MSAL puts in a client assertion's header).
+ * @param[out] out the public key, owned by the caller (atr_rsa_key_free).
+ * @param[out] x5t NUL-terminated thumbprint (ATR_X509_X5T_LEN characters).
+ * @return ATR_E_PARSE (no certificate), ATR_E_INVALID (not an RSA key),
+ *         ATR_E_NOMEM.
+ */
+ATR_MUST_CHECK atr_status atr_x509_cert_rsa_key(struct atr_rsa_key **out,
+                                                char x5t[ATR_X509_X5T_LEN + 1], const char *pem,
+                                                size_t len, struct atr_err *err);
+
 /** 1 if @p host is acceptable in a certificate (DNS name or IP literal). */
 int atr_x509_host_ok(const char *host);
 

@@ -19,6 +19,7 @@
 #include "crypto/jwk.h"
 #include "crypto/rand.h"
 #include "crypto/rsa.h"
+#include "crypto/x509.h"
 #include "http/json.h"
 #include "identity/idp_store.h"
 #include "identity/jwt.h"
@@ -598,6 +599,19 @@ static int scope_resource(const struct atr_idp *idp, const char *scope, const ch
     return 0;
 }
 
+/*
+ * Compares an assertion header's x5t with a certificate's thumbprint. MSAL
+ * sends it padded (Python's urlsafe_b64encode), RFC 7515 unpadded: accept
+ * both, nothing else.
+ */
+static int x5t_equal(const char *given, const char *want)
+{
+    size_t n = strlen(want);
+    if (strncmp(given, want, n) != 0)
+        return 0;
+    return given[n] == '\0' || strcmp(given + n, "=") == 0;
+}
+
 /* Verifies a client assertion against the app's registered keys. */
 static int assertion_ok(struct atr_idp *idp, const char *client_id, const char *assertion,
                         const char *audience, char *why, size_t why_cap)
@@ -609,10 +623,27 @@ static int assertion_ok(struct atr_idp *idp, const char *client_id, const char *
     if (atr_idp_store_cert_list(&pems, &n, idp->store, client_id, NULL) != ATR_OK)
         return 0;
     size_t alen = strlen(assertion);
+    /* MSAL names the certificate by its thumbprint (x5t) and usually sends no kid */
+    struct atr_jwt_header hdr;
+    memset(&hdr, 0, sizeof(hdr));
+    if (atr_jwt_decode_header(&hdr, assertion, alen, NULL) != ATR_OK) {
+        snprintf(why, why_cap, "the assertion is not a well-formed JWT");
+        atr_idp_strings_free(pems, n);
+        return 0;
+    }
     for (size_t i = 0; i < n && !ok; i++) {
         struct atr_rsa_key *key = NULL;
-        if (atr_rsa_key_parse_pem(&key, pems[i], strlen(pems[i]), NULL) != ATR_OK)
+        char x5t[ATR_X509_X5T_LEN + 1] = "";
+        atr_status lrc = strstr(pems[i], "-----BEGIN CERTIFICATE-----") != NULL
+                             ? atr_x509_cert_rsa_key(&key, x5t, pems[i], strlen(pems[i]), NULL)
+                             : atr_rsa_key_parse_pem(&key, pems[i], strlen(pems[i]), NULL);
+        if (lrc != ATR_OK)
             continue;
+        if (hdr.x5t != NULL && x5t[0] != '\0' && !x5t_equal(hdr.x5t, x5t)) {
+            snprintf(why, why_cap, "no registered certificate has the assertion's x5t");
+            atr_rsa_key_free(key);
+            continue;
+        }
         struct atr_jwt_verify_opts o;
         memset(&o, 0, sizeof(o));
         o.clock = idp->clock;
@@ -635,6 +666,7 @@ static int assertion_ok(struct atr_idp *idp, const char *client_id, const char *
         atr_jwt_claims_cleanup(&c);
         atr_rsa_key_free(key);
     }
+    atr_jwt_header_cleanup(&hdr);
     atr_idp_strings_free(pems, n);
     return ok;
 }

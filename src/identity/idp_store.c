@@ -16,6 +16,7 @@
 #include "base/alloc.h"
 #include "crypto/rand.h"
 #include "crypto/rsa.h"
+#include "crypto/x509.h"
 
 #define SALT_LEN 16
 #define HASH_LEN 32
@@ -521,8 +522,15 @@ atr_status atr_idp_store_cert_add(struct atr_idp_store *s, const char *app_id, c
         return atr_err_set(err, ATR_E_TOO_LARGE, "the key is larger than %zu bytes",
                            ATR_IDP_PEM_MAX);
     struct atr_rsa_key *k = NULL;
-    if (atr_rsa_key_parse_pem(&k, pem, len, NULL) != ATR_OK)
-        return atr_err_set(err, ATR_E_INVALID, "the key is not an RSA PUBLIC KEY PEM block");
+    char x5t[ATR_X509_X5T_LEN + 1];
+    if (strstr(pem, "-----BEGIN CERTIFICATE-----") != NULL) {
+        if (atr_x509_cert_rsa_key(&k, x5t, pem, len, NULL) != ATR_OK)
+            return atr_err_set(err, ATR_E_INVALID,
+                               "the certificate is not a PEM certificate with an RSA key");
+    } else if (atr_rsa_key_parse_pem(&k, pem, len, NULL) != ATR_OK) {
+        return atr_err_set(err, ATR_E_INVALID,
+                           "the key is neither an RSA PUBLIC KEY nor a CERTIFICATE PEM block");
+    }
     int priv = atr_rsa_key_has_private(k);
     atr_rsa_key_free(k);
     if (priv)

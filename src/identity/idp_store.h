@@ -139,8 +139,10 @@ ATR_MUST_CHECK atr_status atr_idp_store_secret_check(int *out_ok, struct atr_idp
                                                      int64_t now_s, struct atr_err *err);
 
 /**
- * Registers an RSA public key ("PUBLIC KEY" PEM) for client_assertion.
- * @return ATR_E_NOT_FOUND (app), ATR_E_INVALID (not an RSA public key),
+ * Registers a credential for client_assertion: an RSA public key ("PUBLIC
+ * KEY" PEM) or an X.509 certificate with an RSA key ("CERTIFICATE" PEM, whose
+ * thumbprint then matches the assertion header's x5t).
+ * @return ATR_E_NOT_FOUND (app), ATR_E_INVALID (neither),
  *         ATR_E_TOO_LARGE, ATR_E_IO.
  */
 ATR_MUST_CHECK atr_status atr_idp_store_cert_add(struct atr_idp_store *s, const char *app_id,

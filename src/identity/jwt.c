@@ -237,10 +237,23 @@ static atr_status get_time(int64_t *out, int *present, const json_t *obj, const 
     const json_t *v = json_object_get(obj, name);
     if (v == NULL)
         return ATR_OK;
-    if (!json_is_integer(v))
-        return atr_err_set(err, ATR_E_UNAUTHORIZED,
-                           "JWT: malformed: claim \"%s\" must be an integer", name);
-    json_int_t t = json_integer_value(v);
+    /*
+     * RFC 7519 NumericDate may be fractional, and MSAL sends iat/nbf/exp of
+     * client assertions as Python floats: take the whole seconds.
+     */
+    json_int_t t;
+    if (json_is_integer(v)) {
+        t = json_integer_value(v);
+    } else if (json_is_real(v)) {
+        double d = json_real_value(v);
+        if (!(d >= 0.0 && d <= (double)ATR_JWT_MAX_TIME))
+            return atr_err_set(err, ATR_E_UNAUTHORIZED,
+                               "JWT: malformed: claim \"%s\" is out of range", name);
+        t = (json_int_t)d;
+    } else {
+        return atr_err_set(err, ATR_E_UNAUTHORIZED, "JWT: malformed: claim \"%s\" must be a number",
+                           name);
+    }
     if (t < 0 || t > ATR_JWT_MAX_TIME)
         return atr_err_set(err, ATR_E_UNAUTHORIZED, "JWT: malformed: claim \"%s\" is out of range",
                            name);

@@ -91,8 +91,9 @@ void atr_jwt_claims_cleanup(struct atr_jwt_claims *c);
  *  - every string claim we read (iss, sub, aud, tid, oid, appid/azp, jti) and
  *    every role is at most ATR_JWT_MAX_STR bytes; "kid" at most
  *    ATR_JWT_MAX_KID bytes; at most ATR_JWT_MAX_ROLES roles;
- *  - iat, nbf and exp are JSON integers in [0, ATR_JWT_MAX_TIME] (Entra
- *    writes integers; fractional NumericDates are rejected);
+ *  - iat, nbf and exp are JSON numbers in [0, ATR_JWT_MAX_TIME]; fractional
+ *    NumericDates (RFC 7519 allows them; MSAL's client assertions use them)
+ *    count in whole seconds, rounded down;
  *  - the header has no "crit" member (no extension is understood);
  *  - the verification key has at least ATR_JWT_MIN_KEY_BITS bits and the
  *    clock skew (opts->skew_s) is in [0, ATR_JWT_MAX_SKEW_S], else the call

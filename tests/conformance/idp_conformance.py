@@ -160,6 +160,38 @@ def main():
         except ClientAuthenticationError as e:
             check("wrong secret is refused (AADSTS7000215)", "AADSTS7000215" in str(e),
                   str(e)[:300])
+        # certificate credentials: MSAL signs the assertion with the certificate's key
+        # and names it by thumbprint (x5t), with no kid
+        from azure.identity import CertificateCredential
+
+        def make_cert(name):
+            key, crt = os.path.join(tmp, name + ".key"), os.path.join(tmp, name + ".crt")
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                            "-keyout", key, "-out", crt, "-subj", "/CN=" + name, "-days", "2"],
+                           check=True, capture_output=True)
+            both = os.path.join(tmp, name + ".pem")
+            with open(both, "w") as f:
+                f.write(open(key).read() + open(crt).read())
+            return crt, both
+
+        crt, both = make_cert("byok-cert")
+        cli("app", "add-key", "--app-id", app_id, "--key-file", crt)
+        try:
+            t = CertificateCredential(tid, app_id, certificate_path=both, authority=url,
+                                      instance_discovery=False).get_token(scope)
+            claims = jwt.decode(t.token, options={"verify_signature": False})
+            check("CertificateCredential gets a token", claims.get("appid") == app_id, claims)
+        except Exception as e:
+            check("CertificateCredential gets a token", False, repr(e)[:300])
+        _, rogue = make_cert("rogue-cert")
+        try:
+            CertificateCredential(tid, app_id, certificate_path=rogue, authority=url,
+                                  instance_discovery=False).get_token(scope)
+            check("an unregistered certificate is refused", False)
+        except ClientAuthenticationError as e:
+            check("an unregistered certificate is refused (AADSTS700027)",
+                  "AADSTS700027" in str(e), str(e)[:300])
+
         other = "00000000-0000-4000-8000-000000000000"
         try:
             ClientSecretCredential(other, app_id, secret, authority=url,

@@ -253,6 +253,18 @@ static void test_minimal_and_azp(void **state)
     atr_jwt_claims_cleanup(&c);
     atr_free(tok);
 
+    /* fractional NumericDates (MSAL's client assertions) count in whole seconds */
+    json_t *frac =
+        json_pack("{s:s,s:s,s:f,s:f,s:f}", "iss", ISSUER, "aud", AUD, "iat", (double)NOW_S - 0.25,
+                  "nbf", (double)NOW_S - 0.25, "exp", (double)NOW_S + 60.75);
+    tok = sign(frac);
+    assert_int_equal(atr_jwt_verify_with_key(&c, tok, strlen(tok), pub, &o, NULL), ATR_OK);
+    assert_int_equal(c.exp, NOW_S + 60);
+    assert_int_equal(c.iat, NOW_S - 1);
+    atr_jwt_claims_cleanup(&c);
+    atr_free(tok);
+    json_decref(frac);
+
     /* appid wins over azp */
     json_object_set_new(claims, "appid", json_string("app-v1"));
     tok = sign(claims);
@@ -605,8 +617,10 @@ static void test_bad_claim_types(void **state)
         const char *json;
         const char *msg;
     } cases[] = {
-        {"exp", "1700003600.5", "claim \"exp\" must be an integer"},
-        {"exp", "\"1700003600\"", "claim \"exp\" must be an integer"},
+        {"exp", "\"1700003600\"", "claim \"exp\" must be a number"},
+        {"exp", "true", "claim \"exp\" must be a number"},
+        {"exp", "-0.5", "claim \"exp\" is out of range"},
+        {"nbf", "1e300", "claim \"nbf\" is out of range"},
         {"nbf", "-1", "claim \"nbf\" is out of range"},
         {"iat", "99999999999999", "claim \"iat\" is out of range"},
         {"iss", "7", "claim \"iss\" must be a string"},
