@@ -230,6 +230,56 @@ static atr_status step_done(struct atr_idp_store *s, sqlite3_stmt *st, int *out_
     return ATR_OK;
 }
 
+/*
+ * Reads every row of @p st (bound, not yet stepped; the caller holds the
+ * lock and finalizes) into a new array of at most @p max elements of @p size
+ * bytes, filled by @p row. The array grows as rows arrive. On failure, or
+ * when there is no row, nothing is handed out and @p discard releases the
+ * rows already read (NULL: a plain free).
+ */
+typedef atr_status (*row_fn)(void *elem, sqlite3_stmt *st, struct atr_err *err);
+typedef void (*rows_free_fn)(void *rows, size_t n);
+
+static atr_status collect_rows(void **out, size_t *out_n, struct atr_idp_store *s, sqlite3_stmt *st,
+                               size_t size, size_t max, row_fn row, rows_free_fn discard,
+                               struct atr_err *err)
+{
+    uint8_t *v = NULL;
+    size_t n = 0, cap = 0;
+    atr_status rc = ATR_OK;
+    int r;
+    while ((r = sqlite3_step(st)) == SQLITE_ROW && n < max) {
+        if (n == cap) {
+            size_t ncap = cap == 0 ? 16 : cap * 2;
+            if (ncap > max)
+                ncap = max;
+            uint8_t *nv = atr_realloc(v, ncap * size);
+            if (nv == NULL) {
+                rc = atr_err_set(err, ATR_E_NOMEM, "idp store: out of memory");
+                break;
+            }
+            memset(nv + cap * size, 0, (ncap - cap) * size);
+            v = nv;
+            cap = ncap;
+        }
+        if ((rc = row(v + n * size, st, err)) != ATR_OK)
+            break;
+        n++;
+    }
+    if (rc == ATR_OK && r != SQLITE_ROW && r != SQLITE_DONE)
+        rc = db_err(err, s->db, "step");
+    if (rc != ATR_OK || n == 0) {
+        if (discard != NULL)
+            discard(v, n);
+        else
+            atr_free(v);
+        return rc;
+    }
+    *out = v;
+    *out_n = n;
+    return ATR_OK;
+}
+
 /* ---- directories ---- */
 
 static void row_directory(struct atr_idp_directory *d, sqlite3_stmt *st)
@@ -237,6 +287,13 @@ static void row_directory(struct atr_idp_directory *d, sqlite3_stmt *st)
     copy_text(d->id, sizeof(d->id), sqlite3_column_text(st, 0));
     copy_text(d->display_name, sizeof(d->display_name), sqlite3_column_text(st, 1));
     d->created_s = sqlite3_column_int64(st, 2);
+}
+
+static atr_status row_directory_elem(void *elem, sqlite3_stmt *st, struct atr_err *err)
+{
+    ATR_UNUSED(err);
+    row_directory(elem, st);
+    return ATR_OK;
 }
 
 atr_status atr_idp_store_directory_create(struct atr_idp_directory *out, struct atr_idp_store *s,
@@ -303,35 +360,17 @@ atr_status atr_idp_store_directory_list(struct atr_idp_directory **out, size_t *
     *out = NULL;
     *out_n = 0;
     sqlite3_stmt *st = NULL;
-    struct atr_idp_directory *v = NULL;
-    size_t n = 0;
     atr_status rc;
     pthread_mutex_lock(&s->lock);
     if ((rc = prep(&st, s,
                    "SELECT id, display_name, created FROM directories ORDER BY created, id "
                    "LIMIT 1000",
-                   err)) != ATR_OK)
-        goto done;
-    v = atr_calloc(ATR_IDP_LIST_MAX, sizeof(*v));
-    if (v == NULL) {
-        rc = ATR_E_NOMEM;
-        goto done;
-    }
-    int r;
-    while ((r = sqlite3_step(st)) == SQLITE_ROW && n < ATR_IDP_LIST_MAX)
-        row_directory(&v[n++], st);
-    if (r != SQLITE_ROW && r != SQLITE_DONE)
-        rc = db_err(err, s->db, "step");
-done:
+                   err)) == ATR_OK)
+        rc = collect_rows((void **)out, out_n, s, st, sizeof(**out), ATR_IDP_LIST_MAX,
+                          row_directory_elem, NULL, err);
     sqlite3_finalize(st);
     pthread_mutex_unlock(&s->lock);
-    if (rc != ATR_OK || n == 0) {
-        atr_free(v);
-        return rc;
-    }
-    *out = v;
-    *out_n = n;
-    return ATR_OK;
+    return rc;
 }
 
 /* ---- applications ---- */
@@ -631,6 +670,13 @@ static void row_sp(struct atr_idp_sp *p, sqlite3_stmt *st)
     p->created_s = sqlite3_column_int64(st, 5);
 }
 
+static atr_status row_sp_elem(void *elem, sqlite3_stmt *st, struct atr_err *err)
+{
+    ATR_UNUSED(err);
+    row_sp(elem, st);
+    return ATR_OK;
+}
+
 atr_status atr_idp_store_sp_create(struct atr_idp_sp *out, struct atr_idp_store *s, const char *tid,
                                    const char *app_id, int enabled, int64_t now_s,
                                    struct atr_err *err)
@@ -722,8 +768,6 @@ atr_status atr_idp_store_sp_list(struct atr_idp_sp **out, size_t *out_n, struct 
     *out = NULL;
     *out_n = 0;
     sqlite3_stmt *st = NULL;
-    struct atr_idp_sp *v = NULL;
-    size_t n = 0;
     atr_status rc;
     pthread_mutex_lock(&s->lock);
     if ((rc = prep(&st, s,
@@ -736,26 +780,12 @@ atr_status atr_idp_store_sp_list(struct atr_idp_sp **out, size_t *out_n, struct 
         rc = db_err(err, s->db, "bind");
         goto done;
     }
-    v = atr_calloc(ATR_IDP_LIST_MAX, sizeof(*v));
-    if (v == NULL) {
-        rc = ATR_E_NOMEM;
-        goto done;
-    }
-    int r;
-    while ((r = sqlite3_step(st)) == SQLITE_ROW && n < ATR_IDP_LIST_MAX)
-        row_sp(&v[n++], st);
-    if (r != SQLITE_ROW && r != SQLITE_DONE)
-        rc = db_err(err, s->db, "step");
+    rc = collect_rows((void **)out, out_n, s, st, sizeof(**out), ATR_IDP_LIST_MAX, row_sp_elem,
+                      NULL, err);
 done:
     sqlite3_finalize(st);
     pthread_mutex_unlock(&s->lock);
-    if (rc != ATR_OK || n == 0) {
-        atr_free(v);
-        return rc;
-    }
-    *out = v;
-    *out_n = n;
-    return ATR_OK;
+    return rc;
 }
 
 /* Runs @p sql binding (?1 text a, ?2 text b, ?3 int c); NOT_FOUND when nothing changed. */
@@ -919,6 +949,26 @@ void atr_idp_key_rows_free(struct atr_idp_key_row *rows, size_t n)
 
 #define MAX_KEYS 16
 
+static atr_status row_key_elem(void *elem, sqlite3_stmt *st, struct atr_err *err)
+{
+    struct atr_idp_key_row *k = elem;
+    copy_text(k->kid, sizeof(k->kid), sqlite3_column_text(st, 0));
+    const unsigned char *pem = sqlite3_column_text(st, 1);
+    size_t len = (size_t)sqlite3_column_bytes(st, 1);
+    if (pem == NULL)
+        return atr_err_set(err, ATR_E_INTERNAL, "idp store: signing key %s has no PEM", k->kid);
+    ATR_TRY(atr_secret_init_copy(&k->pem, pem, len + 1));
+    k->publish_s = sqlite3_column_int64(st, 2);
+    k->active_s = sqlite3_column_int64(st, 3);
+    k->retire_s = sqlite3_column_int64(st, 4);
+    return ATR_OK;
+}
+
+static void key_rows_discard(void *rows, size_t n)
+{
+    atr_idp_key_rows_free(rows, n);
+}
+
 atr_status atr_idp_store_key_list(struct atr_idp_key_row **out, size_t *out_n,
                                   struct atr_idp_store *s, struct atr_err *err)
 {
@@ -926,47 +976,15 @@ atr_status atr_idp_store_key_list(struct atr_idp_key_row **out, size_t *out_n,
     *out = NULL;
     *out_n = 0;
     sqlite3_stmt *st = NULL;
-    struct atr_idp_key_row *v = NULL;
-    size_t n = 0;
     atr_status rc;
     pthread_mutex_lock(&s->lock);
     if ((rc = prep(&st, s,
                    "SELECT kid, pem, publish, active, retire FROM signing_keys "
                    "ORDER BY active, kid LIMIT 16",
-                   err)) != ATR_OK)
-        goto done;
-    v = atr_calloc(MAX_KEYS, sizeof(*v));
-    if (v == NULL) {
-        rc = ATR_E_NOMEM;
-        goto done;
-    }
-    int r;
-    while ((r = sqlite3_step(st)) == SQLITE_ROW && n < MAX_KEYS) {
-        struct atr_idp_key_row *k = &v[n];
-        copy_text(k->kid, sizeof(k->kid), sqlite3_column_text(st, 0));
-        const unsigned char *pem = sqlite3_column_text(st, 1);
-        size_t len = (size_t)sqlite3_column_bytes(st, 1);
-        if (pem == NULL) {
-            rc = db_err(err, s->db, "key without PEM");
-            break;
-        }
-        if ((rc = atr_secret_init_copy(&k->pem, pem, len + 1)) != ATR_OK)
-            break;
-        k->publish_s = sqlite3_column_int64(st, 2);
-        k->active_s = sqlite3_column_int64(st, 3);
-        k->retire_s = sqlite3_column_int64(st, 4);
-        n++;
-    }
-    if (rc == ATR_OK && r != SQLITE_ROW && r != SQLITE_DONE)
-        rc = db_err(err, s->db, "step");
-done:
+                   err)) == ATR_OK)
+        rc = collect_rows((void **)out, out_n, s, st, sizeof(**out), MAX_KEYS, row_key_elem,
+                          key_rows_discard, err);
     sqlite3_finalize(st);
     pthread_mutex_unlock(&s->lock);
-    if (rc != ATR_OK || n == 0) {
-        atr_idp_key_rows_free(v, n);
-        return rc;
-    }
-    *out = v;
-    *out_n = n;
-    return ATR_OK;
+    return rc;
 }

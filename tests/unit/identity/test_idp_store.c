@@ -208,6 +208,47 @@ static void test_directories_apps_sps(void **state)
     atr_idp_store_free(s);
 }
 
+static void test_list_many_and_out_of_memory(void **state)
+{
+    (void)state;
+    struct atr_idp_store *s = open_store();
+    /* more rows than the first allocation holds: the list grows and keeps order */
+    enum { N = 40 };
+    char ids[N][ATR_IDP_GUID_LEN + 1];
+    for (int i = 0; i < N; i++) {
+        struct atr_idp_directory d;
+        char name[16];
+        snprintf(name, sizeof(name), "dir-%02d", i);
+        assert_int_equal(atr_idp_store_directory_create(&d, s, name, 1000 + i, NULL), ATR_OK);
+        memcpy(ids[i], d.id, sizeof(ids[i]));
+    }
+    struct atr_idp_directory *list = NULL;
+    size_t n = 0;
+    assert_int_equal(atr_idp_store_directory_list(&list, &n, s, NULL), ATR_OK);
+    assert_int_equal(n, N);
+    for (int i = 0; i < N; i++) {
+        char name[16];
+        snprintf(name, sizeof(name), "dir-%02d", i);
+        assert_string_equal(list[i].id, ids[i]);
+        assert_string_equal(list[i].display_name, name);
+        assert_int_equal(list[i].created_s, 1000 + i);
+    }
+    atr_free(list);
+
+    /* an allocation failure while growing hands out nothing and says so */
+    list = NULL;
+    n = 7;
+    struct atr_err err;
+    atr_err_clear(&err);
+    atr_alloc_fail_after(2);
+    atr_status rc = atr_idp_store_directory_list(&list, &n, s, &err);
+    atr_alloc_fail_reset();
+    assert_int_equal(rc, ATR_E_NOMEM);
+    assert_null(list);
+    assert_int_equal(n, 0);
+    atr_idp_store_free(s);
+}
+
 static void test_refuses_bad_files(void **state)
 {
     (void)state;
@@ -244,6 +285,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_guid),
         cmocka_unit_test_setup_teardown(test_directories_apps_sps, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_list_many_and_out_of_memory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refuses_bad_files, setup, teardown),
     };
     return cmocka_run_group_tests(tests, atr_test_setup_secmem, NULL);
