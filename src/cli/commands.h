@@ -24,6 +24,7 @@ int atr_cmd_cert(int argc, char **argv);
 int atr_cmd_echo(int argc, char **argv);
 int atr_cmd_dev(int argc, char **argv);
 int atr_cmd_idp(int argc, char **argv);
+int atr_cmd_vault(int argc, char **argv);
 
 /*
  * Shared pieces of the subcommands (they print their own messages and

@@ -22,6 +22,8 @@ static const struct atr_cli_command commands[] = {
     {"echo", "run a TLS JSON echo server (plumbing demo)", atr_cmd_echo},
     {"dev", "start the whole system locally with a demo", atr_cmd_dev},
     {"idp", "run the identity server (Entra ID subset) and its admin commands", atr_cmd_idp},
+    {"vault", "run the key vault server (Azure Key Vault keys) and its admin commands",
+     atr_cmd_vault},
 };
 
 static void usage(FILE *out)

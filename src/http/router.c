@@ -140,8 +140,6 @@ static atr_status split_path(struct path_segs *out, char *storage, size_t storag
         if (out->n == ATR_ROUTER_MAX_SEGMENTS)
             return atr_err_set(err, ATR_E_INVALID, "the request path has more than %d segments",
                                ATR_ROUTER_MAX_SEGMENTS);
-        if (seg_len == 0 && !last)
-            return atr_err_set(err, ATR_E_INVALID, "the request path has an empty segment");
         if (storage_len - used < seg_len + 1)
             return atr_err_set(err, ATR_E_INVALID, "the request path is too long");
         char *dst = storage + used;
@@ -183,6 +181,12 @@ static int is_param(const char *seg, size_t len)
     return len >= 3 && seg[0] == '{' && seg[len - 1] == '}';
 }
 
+/* "{name?}": a parameter that also matches an empty segment. */
+static int is_optional(const char *seg, size_t len)
+{
+    return len >= 4 && seg[len - 2] == '?';
+}
+
 /*
  * Matches @p pattern against the decoded segments. On a match with @p m not
  * NULL, records the parameters (values point into the segments).
@@ -200,11 +204,12 @@ static int pattern_matches(const char *pattern, const struct path_segs *ps,
         if (i == ps->n)
             return 0;
         if (is_param(seg, len)) {
-            if (ps->len[i] == 0)
+            int opt = is_optional(seg, len);
+            if (ps->len[i] == 0 && !opt)
                 return 0;
             if (m != NULL && np < ATR_ROUTER_MAX_PARAMS) {
                 m->params[np].name = seg + 1;
-                m->params[np].name_len = len - 2;
+                m->params[np].name_len = len - 2 - (size_t)opt;
                 m->params[np].value = ps->seg[i];
             }
             np++;
@@ -420,6 +425,8 @@ static atr_status pattern_check(const char *pattern, size_t idx, struct atr_err 
         if (len == 0 && p != NULL)
             return atr_err_set(err, ATR_E_CONFIG, "route %zu (%s): empty segment", idx, pattern);
         if (is_param(seg, len)) {
+            /* "{name?}": the name without the '?' */
+            len -= (size_t)is_optional(seg, len);
             if (!param_name_ok(seg + 1, len - 2))
                 return atr_err_set(err, ATR_E_CONFIG, "route %zu (%s): bad parameter name", idx,
                                    pattern);

@@ -14,10 +14,13 @@
  *  - the path must start with '/', be at most ATR_ROUTER_PATH_MAX bytes and
  *    contain only RFC 3986 path characters (pchar and '/');
  *  - each segment is percent-decoded exactly once; a decoded segment must be
- *    valid UTF-8 without NUL or other control characters, must not be "." or
- *    ".." and may be empty only as the last segment (a trailing slash);
+ *    valid UTF-8 without NUL or other control characters and must not be "."
+ *    or "..";
  *  - literal segments compare byte for byte with the decoded segment, a
- *    parameter matches any non-empty segment;
+ *    parameter "{name}" matches any non-empty segment, an optional parameter
+ *    "{name?}" also matches an empty one (value ""), as Azure SDKs send
+ *    "/keys/k//wrapkey" for the latest version; an empty segment matches
+ *    nothing else (so "//x" is a 404, not an alias of "/x");
  *  - the first route in table order whose pattern and method match wins, so
  *    tables list literal routes before parameter routes that overlap them.
  * HEAD matches a GET route when the table has no HEAD route for the path.

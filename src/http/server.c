@@ -118,6 +118,8 @@ struct atr_http_server {
     unsigned grace_ms;
     atr_http_auth_fn auth;
     void *auth_ctx;
+    int (*accept)(const char *client_ip, void *accept_ctx);
+    void *accept_ctx;
     const struct atr_clock *clock;
     const struct atr_route *routes;
     size_t nroutes;
@@ -431,6 +433,32 @@ static void inflight_add(struct atr_http_server *srv, int delta)
     pthread_mutex_unlock(&srv->lock);
 }
 
+/* Writes the address of @p sa as text ("unknown" when not IPv4/IPv6). */
+static void addr_text(char out[INET6_ADDRSTRLEN], const struct sockaddr *sa)
+{
+    strcpy(out, "unknown");
+    if (sa == NULL)
+        return;
+    if (sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, out,
+                  INET6_ADDRSTRLEN);
+    else if (sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, out,
+                  INET6_ADDRSTRLEN);
+}
+
+/* libmicrohttpd's accept policy: the application's admission hook. */
+static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen)
+{
+    struct atr_http_server *srv = cls;
+    (void)addrlen;
+    if (srv->accept == NULL)
+        return MHD_YES;
+    char ip[INET6_ADDRSTRLEN];
+    addr_text(ip, addr);
+    return srv->accept(ip, srv->accept_ctx) ? MHD_YES : MHD_NO;
+}
+
 /*
  * Called once per request with the raw request target, before headers are
  * parsed: makes the request object (freed in on_completed).
@@ -464,16 +492,7 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
     }
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-    strcpy(req->client_ip, "unknown");
-    if (ci != NULL && ci->client_addr != NULL) {
-        const struct sockaddr *sa = ci->client_addr;
-        if (sa->sa_family == AF_INET)
-            inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr,
-                      req->client_ip, sizeof(req->client_ip));
-        else if (sa->sa_family == AF_INET6)
-            inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr,
-                      req->client_ip, sizeof(req->client_ip));
-    }
+    addr_text(req->client_ip, ci != NULL ? ci->client_addr : NULL);
     inflight_add(srv, 1);
     return req;
 }
@@ -984,6 +1003,8 @@ atr_status atr_http_server_new(struct atr_http_server **out,
     srv->grace_ms = opts->shutdown_grace_ms != 0 ? opts->shutdown_grace_ms : DEFAULT_GRACE_MS;
     srv->auth = opts->auth;
     srv->auth_ctx = opts->auth_ctx;
+    srv->accept = opts->accept;
+    srv->accept_ctx = opts->accept_ctx;
     srv->clock = opts->clock != NULL ? opts->clock : atr_clock_real();
     srv->name = atr_strdup(opts->name != NULL ? opts->name : "http");
     srv->listen_addr = atr_strdup(opts->listen_addr != NULL ? opts->listen_addr : "127.0.0.1");
@@ -1036,7 +1057,7 @@ atr_status atr_http_server_start(struct atr_http_server *srv, struct atr_err *er
         flags |= MHD_USE_IPv6;
     atomic_store(&srv->stopping, 0);
     srv->daemon = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_access, srv, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv,
+        flags, 0, on_accept, srv, on_access, srv, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv,
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE, srv->threads,
         MHD_OPTION_CONNECTION_LIMIT, srv->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
         srv->max_per_ip, MHD_OPTION_CONNECTION_TIMEOUT, srv->idle_timeout_s,

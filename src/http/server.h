@@ -101,6 +101,13 @@ struct atr_http_server_opts {
     atr_http_auth_fn auth;      /* required if any route has ATR_ROUTE_AUTH */
     void *auth_ctx;
     const struct atr_clock *clock; /* request durations; NULL = real clock */
+    /*
+     * Connection admission (fault injection, allow lists): called for each
+     * new TCP connection before TLS with the client's address as text;
+     * return 0 to close it at once. NULL admits every connection.
+     */
+    int (*accept)(const char *client_ip, void *accept_ctx);
+    void *accept_ctx;
 };
 
 /**

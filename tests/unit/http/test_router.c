@@ -33,6 +33,7 @@ static const struct atr_route routes[] = {
     {"POST", "/keys/{name}/{version}/wrapkey", h_dummy, 0, 0, NULL},
     {"GET", "/console/", h_dummy, 0, 0, NULL},
     {"GET", "/", h_dummy, 0, 0, NULL},
+    {"POST", "/keys/{name}/{version?}/unwrapkey", h_dummy, 0, 0, NULL},
 };
 #define NROUTES ATR_ARRAY_LEN(routes)
 
@@ -107,6 +108,23 @@ static void test_table_order(void **state)
     assert_ptr_equal(m.route, &routes[8]);
 }
 
+static void test_optional_param(void **state)
+{
+    (void)state;
+    struct atr_router_match m;
+    assert_int_equal(match(&m, "POST", "/keys/k1//unwrapkey", NULL), ATR_OK);
+    assert_ptr_equal(m.route, &routes[12]);
+    assert_string_equal(atr_router_param(&m, "name"), "k1");
+    assert_string_equal(atr_router_param(&m, "version"), "");
+    assert_null(atr_router_param(&m, "version?"));
+    assert_int_equal(match(&m, "POST", "/keys/k1/abc/unwrapkey", NULL), ATR_OK);
+    assert_string_equal(atr_router_param(&m, "version"), "abc");
+    /* the name is not optional */
+    assert_int_equal(match(&m, "POST", "/keys///unwrapkey", NULL), ATR_E_NOT_FOUND);
+    /* a plain parameter still needs a value */
+    assert_int_equal(match(&m, "POST", "/keys/k1//wrapkey", NULL), ATR_E_NOT_FOUND);
+}
+
 static void test_not_found(void **state)
 {
     (void)state;
@@ -122,6 +140,10 @@ static void test_not_found(void **state)
     assert_int_equal(match(&m, "GET", "/v1/tenants/t/records/x", NULL), ATR_E_NOT_FOUND);
     /* a parameter never matches an empty (trailing) segment */
     assert_int_equal(match(&m, "GET", "/keys/", NULL), ATR_E_NOT_FOUND);
+    /* an empty segment matches no literal and no plain parameter */
+    assert_int_equal(match(&m, "GET", "//healthz", NULL), ATR_E_NOT_FOUND);
+    assert_int_equal(match(&m, "GET", "/keys//v", NULL), ATR_E_NOT_FOUND);
+    assert_int_equal(match(&m, "GET", "/v1/tenants//records", NULL), ATR_E_NOT_FOUND);
     assert_int_equal(match(&m, "GET", "/console", NULL), ATR_E_NOT_FOUND);
     /* case-sensitive literals */
     assert_int_equal(match(&m, "GET", "/HEALTHZ", NULL), ATR_E_NOT_FOUND);
@@ -161,8 +183,6 @@ static void test_malformed_paths(void **state)
     (void)state;
     static const char *const bad[] = {
         "healthz",            /* no leading slash */
-        "//healthz",          /* empty segment */
-        "/keys//v",           /* empty segment */
         "/keys/%zz",          /* bad escape */
         "/keys/%4",           /* truncated escape */
         "/keys/%",            /* truncated escape */
@@ -342,6 +362,7 @@ int main(void)
         cmocka_unit_test(test_literal_and_params),
         cmocka_unit_test(test_params_decoded_once),
         cmocka_unit_test(test_table_order),
+        cmocka_unit_test(test_optional_param),
         cmocka_unit_test(test_not_found),
         cmocka_unit_test(test_method_not_allowed),
         cmocka_unit_test(test_head_uses_get),

@@ -1,0 +1,582 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * atrest vault: the Azure Key Vault compatible key server (see
+ * docs/vault.md) and its management commands.
+ *
+ *   atrest vault serve --dir DIR --cert FILE --key FILE [--idp URL] [--ca FILE] ...
+ *   atrest vault create|update NAME --directory TID [--retention DAYS] [--purge-protection]
+ *   atrest vault show NAME | list
+ *   atrest vault policy set NAME --object-id OID --permissions get,list,... [--tenant T]
+ *                                [--application-id A]
+ *   atrest vault policy delete NAME --object-id OID
+ *   atrest vault firewall NAME --default-action Allow|Deny [--bypass AzureServices|None]
+ *                              [--ip-rule CIDR]...
+ *   atrest vault faults [--latency-ms N] [--error-rate R] [--error-status S]
+ *                       [--refuse-seconds N]
+ *   atrest vault clock --advance SECONDS
+ *
+ * The management commands are REST clients of a running server (--url,
+ * --ca) authenticated with its bootstrap secret (--admin-secret-file or
+ * ATREST_VAULT_ADMIN_SECRET).
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <jansson.h>
+#include <openssl/crypto.h>
+
+#include "base/alloc.h"
+#include "base/config.h"
+#include "base/error.h"
+#include "base/log.h"
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "cli/rest.h"
+#include "http/server.h"
+#include "vault/vault.h"
+#include "vault/vault_policy.h"
+
+extern char **environ;
+
+#define VAULT_DEFAULT_PORT 8445
+#define MAX_RULES          ATR_VAULT_MAX_IP_RULES
+
+static void vault_usage(FILE *out)
+{
+    fprintf(
+        out,
+        "usage: atrest vault serve --dir DIR --cert FILE --key FILE [--listen ADDR] [--port N]\n"
+        "                          [--idp URL] [--ca FILE] [--dns-suffix S] [--default-vault V]\n"
+        "                          [--trusted-app-id ID]... [--test-mode] [--config FILE]\n"
+        "       atrest vault create|update NAME --directory TID [--retention DAYS]\n"
+        "                          [--purge-protection] [--limit-ops N] [--limit-create N]\n"
+        "       atrest vault show NAME | list\n"
+        "       atrest vault policy set NAME --object-id OID --permissions P1,P2,...\n"
+        "                          [--tenant TID] [--application-id APPID]\n"
+        "       atrest vault policy delete NAME --object-id OID\n"
+        "       atrest vault firewall NAME --default-action Allow|Deny\n"
+        "                          [--bypass AzureServices|None] [--ip-rule CIDR]...\n"
+        "       atrest vault faults [--latency-ms N] [--error-rate R] [--error-status S]\n"
+        "                          [--refuse-seconds N]          (server in --test-mode)\n"
+        "       atrest vault clock --advance SECONDS             (server in --test-mode)\n"
+        "\n"
+        "serve runs the key vault server (prints its URL, stops on SIGTERM); state lives in\n"
+        "DIR (vault.db, master.key, admin.secret). Tokens are checked against the identity\n"
+        "server at --idp. A request's Host {vault}.{dns suffix} picks the vault; other hosts\n"
+        "get --default-vault. The other commands call a running server:\n"
+        "  --url URL                the server (default https://127.0.0.1:%d)\n"
+        "  --ca FILE                CA certificate to trust\n"
+        "  --admin-secret-file FILE bootstrap secret (or ATREST_VAULT_ADMIN_SECRET)\n"
+        "Permissions: get list create update import delete recover backup restore decrypt\n"
+        "  encrypt unwrapKey wrapKey verify sign purge release rotate getrotationpolicy\n"
+        "  setrotationpolicy (or all)\n",
+        VAULT_DEFAULT_PORT);
+}
+
+/* ------------------------------------------------------------------ serve */
+
+static int cmd_serve(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"dir", required_argument, NULL, 'd'},
+        {"cert", required_argument, NULL, 'c'},
+        {"key", required_argument, NULL, 'k'},
+        {"listen", required_argument, NULL, 'l'},
+        {"port", required_argument, NULL, 'p'},
+        {"idp", required_argument, NULL, 'i'},
+        {"ca", required_argument, NULL, 'C'},
+        {"dns-suffix", required_argument, NULL, 's'},
+        {"default-vault", required_argument, NULL, 'v'},
+        {"trusted-app-id", required_argument, NULL, 't'},
+        {"test-mode", no_argument, NULL, 'T'},
+        {"config", required_argument, NULL, 'f'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    struct atr_http_server_opts so;
+    memset(&so, 0, sizeof(so));
+    so.name = "vault";
+    so.port = VAULT_DEFAULT_PORT;
+    so.threads = 8;
+    struct atr_vault_opts vo;
+    memset(&vo, 0, sizeof(vo));
+    const char *trusted[ATR_VAULT_MAX_TRUSTED];
+    const char *dir = NULL;
+    const char *config_file = NULL;
+    unsigned long n;
+    opterr = 0;
+    optind = 1;
+    int ch;
+    while ((ch = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
+        switch (ch) {
+        case 'd':
+            dir = optarg;
+            break;
+        case 'c':
+            so.cert_file = optarg;
+            break;
+        case 'k':
+            so.key_file = optarg;
+            break;
+        case 'l':
+            so.listen_addr = optarg;
+            break;
+        case 'p':
+            if (!atr_args_parse_ulong(&n, optarg, 0, 65535))
+                return atr_args_usage_error("vault serve", "--port must be 0..65535, not '%s'",
+                                            optarg);
+            so.port = (uint16_t)n;
+            break;
+        case 'i':
+            vo.idp_authority = optarg;
+            break;
+        case 'C':
+            vo.ca_file = optarg;
+            break;
+        case 's':
+            vo.dns_suffix = optarg;
+            break;
+        case 'v':
+            vo.default_vault = optarg;
+            break;
+        case 't':
+            if (vo.ntrusted == ATR_VAULT_MAX_TRUSTED)
+                return atr_args_usage_error("vault serve", "at most %d --trusted-app-id",
+                                            ATR_VAULT_MAX_TRUSTED);
+            trusted[vo.ntrusted++] = optarg;
+            break;
+        case 'T':
+            vo.test_mode = 1;
+            break;
+        case 'f':
+            config_file = optarg;
+            break;
+        case 'h':
+            vault_usage(stdout);
+            return ATR_EXIT_OK;
+        default:
+            return atr_args_getopt_error("vault serve", ch, argv);
+        }
+    }
+    if (optind < argc)
+        return atr_args_usage_error("vault serve", "unexpected argument '%s'", argv[optind]);
+    if (dir == NULL || so.cert_file == NULL || so.key_file == NULL)
+        return atr_args_usage_error("vault serve", "--dir, --cert and --key are required");
+    vo.trusted_app_ids = trusted;
+
+    struct atr_err err;
+    atr_err_clear(&err);
+    int rc = ATR_EXIT_FAIL;
+    struct atr_config *cfg = NULL;
+    struct atr_vault *v = NULL;
+    struct atr_http_server *srv = NULL;
+    char secret[ATR_CLI_SECRET_MAX];
+    char db[4096], mk[4096], secret_path[4096];
+    secret[0] = '\0';
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+        fprintf(stderr, "atrest: cannot create %s: %s\n", dir, strerror(errno));
+        return ATR_EXIT_FAIL;
+    }
+    snprintf(db, sizeof(db), "%s/vault.db", dir);
+    snprintf(mk, sizeof(mk), "%s/master.key", dir);
+    snprintf(secret_path, sizeof(secret_path), "%s/admin.secret", dir);
+    if (atr_config_new(&cfg) != ATR_OK ||
+        (config_file != NULL && atr_config_load_file(cfg, config_file, &err) != ATR_OK) ||
+        atr_config_load_env(cfg, "ATREST_", environ, &err) != ATR_OK) {
+        fprintf(stderr, "atrest: config: %s\n", atr_err_msg(&err));
+        goto done;
+    }
+    if (vo.idp_authority == NULL)
+        vo.idp_authority = atr_config_get(cfg, "vault.idp");
+    if (vo.ca_file == NULL)
+        vo.ca_file = atr_config_get(cfg, "vault.ca");
+    if (vo.dns_suffix == NULL)
+        vo.dns_suffix = atr_config_get(cfg, "vault.dns_suffix");
+    if (vo.default_vault == NULL)
+        vo.default_vault = atr_config_get(cfg, "vault.default_vault");
+    const char *cfg_secret = atr_config_get(cfg, "vault.admin_secret");
+    if (cfg_secret != NULL) {
+        snprintf(secret, sizeof(secret), "%s", cfg_secret);
+    } else if (!atr_cli_secret_file_ensure(secret, sizeof(secret), secret_path)) {
+        fprintf(stderr, "atrest: cannot read or create %s\n", secret_path);
+        goto done;
+    }
+    vo.admin_secret = secret;
+    vo.db_path = db;
+    vo.master_key_path = mk;
+    if (vo.idp_authority == NULL)
+        fprintf(stderr, "atrest: no --idp given: every data-plane call will be refused\n");
+    if (atr_http_signals_block(&err) != ATR_OK || atr_vault_new(&v, &vo, &err) != ATR_OK) {
+        fprintf(stderr, "atrest: %s\n", atr_err_msg(&err));
+        goto done;
+    }
+    so.auth = atr_vault_auth;
+    so.auth_ctx = v;
+    so.accept = atr_vault_accept;
+    so.accept_ctx = v;
+    size_t nroutes = 0;
+    const struct atr_route *routes = atr_vault_routes(&nroutes);
+    if (atr_http_server_new(&srv, &so, routes, nroutes, v, &err) != ATR_OK ||
+        atr_http_server_start(srv, &err) != ATR_OK || atr_vault_ticker_start(v, &err) != ATR_OK) {
+        fprintf(stderr, "atrest: %s\n", atr_err_msg(&err));
+        goto done;
+    }
+    char url[128];
+    if (atr_http_server_url(url, sizeof(url), srv) != ATR_OK) {
+        fprintf(stderr, "atrest: cannot format the server URL\n");
+        goto done;
+    }
+    printf("%s\n", url);
+    fflush(stdout);
+    if (cfg_secret == NULL)
+        fprintf(stderr, "atrest: admin bootstrap secret in %s\n", secret_path);
+    int sig = 0;
+    if (atr_http_signals_wait(&sig, &err) != ATR_OK) {
+        fprintf(stderr, "atrest: %s\n", atr_err_msg(&err));
+        goto done;
+    }
+    atr_log(ATR_LOG_INFO, "vault.signal", NULL, "received %s; stopping",
+            sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    atr_http_server_stop(srv);
+    rc = ATR_EXIT_OK;
+done:
+    atr_http_server_free(srv);
+    atr_vault_free(v);
+    atr_config_free(cfg);
+    OPENSSL_cleanse(secret, sizeof(secret));
+    return rc;
+}
+
+/* ---------------------------------------------------------------- clients */
+
+struct client_opts {
+    const char *url;
+    const char *ca;
+    const char *secret_file;
+    const char *directory;
+    const char *object_id;
+    const char *tenant;
+    const char *application_id;
+    const char *permissions;
+    const char *default_action;
+    const char *bypass;
+    const char *rules[MAX_RULES];
+    size_t nrules;
+    long retention;
+    int purge_protection;
+    long limit_ops;
+    long limit_create;
+    long latency_ms;
+    const char *error_rate;
+    long error_status;
+    long refuse_s;
+    long advance_s;
+    const char *args[2]; /* positional arguments */
+    size_t nargs;
+};
+
+static int parse_client(struct client_opts *o, const char *cmd, int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"url", required_argument, NULL, 'u'},
+        {"ca", required_argument, NULL, 'C'},
+        {"admin-secret-file", required_argument, NULL, 'S'},
+        {"directory", required_argument, NULL, 'D'},
+        {"object-id", required_argument, NULL, 'o'},
+        {"tenant", required_argument, NULL, 't'},
+        {"application-id", required_argument, NULL, 'a'},
+        {"permissions", required_argument, NULL, 'P'},
+        {"default-action", required_argument, NULL, 'A'},
+        {"bypass", required_argument, NULL, 'B'},
+        {"ip-rule", required_argument, NULL, 'I'},
+        {"retention", required_argument, NULL, 'r'},
+        {"purge-protection", no_argument, NULL, 'p'},
+        {"limit-ops", required_argument, NULL, 'L'},
+        {"limit-create", required_argument, NULL, 'c'},
+        {"latency-ms", required_argument, NULL, 'l'},
+        {"error-rate", required_argument, NULL, 'e'},
+        {"error-status", required_argument, NULL, 's'},
+        {"refuse-seconds", required_argument, NULL, 'R'},
+        {"advance", required_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    memset(o, 0, sizeof(*o));
+    o->retention = o->limit_ops = o->limit_create = o->latency_ms = o->error_status = o->refuse_s =
+        o->advance_s = -1;
+    o->purge_protection = -1;
+    unsigned long v;
+    opterr = 0;
+    optind = 1;
+    int ch;
+    /* "-" keeps positional arguments in order with the options */
+    while ((ch = getopt_long(argc, argv, "-:", longopts, NULL)) != -1) {
+        switch (ch) {
+        case 1:
+            if (o->nargs == 2)
+                return atr_args_usage_error(cmd, "unexpected argument '%s'", optarg);
+            o->args[o->nargs++] = optarg;
+            break;
+        case 'u':
+            o->url = optarg;
+            break;
+        case 'C':
+            o->ca = optarg;
+            break;
+        case 'S':
+            o->secret_file = optarg;
+            break;
+        case 'D':
+            o->directory = optarg;
+            break;
+        case 'o':
+            o->object_id = optarg;
+            break;
+        case 't':
+            o->tenant = optarg;
+            break;
+        case 'a':
+            o->application_id = optarg;
+            break;
+        case 'P':
+            o->permissions = optarg;
+            break;
+        case 'A':
+            o->default_action = optarg;
+            break;
+        case 'B':
+            o->bypass = optarg;
+            break;
+        case 'I':
+            if (o->nrules == MAX_RULES)
+                return atr_args_usage_error(cmd, "at most %d --ip-rule", MAX_RULES);
+            o->rules[o->nrules++] = optarg;
+            break;
+        case 'r':
+            if (!atr_args_parse_ulong(&v, optarg, ATR_VAULT_RETENTION_MIN, ATR_VAULT_RETENTION_MAX))
+                return atr_args_usage_error(cmd, "--retention must be 7..90 days, not '%s'",
+                                            optarg);
+            o->retention = (long)v;
+            break;
+        case 'p':
+            o->purge_protection = 1;
+            break;
+        case 'L':
+        case 'c':
+            if (!atr_args_parse_ulong(&v, optarg, 1, 1000000))
+                return atr_args_usage_error(cmd, "limits must be 1..1000000, not '%s'", optarg);
+            *(ch == 'L' ? &o->limit_ops : &o->limit_create) = (long)v;
+            break;
+        case 'l':
+            if (!atr_args_parse_ulong(&v, optarg, 0, 30000))
+                return atr_args_usage_error(cmd, "--latency-ms must be 0..30000, not '%s'", optarg);
+            o->latency_ms = (long)v;
+            break;
+        case 'e':
+            o->error_rate = optarg;
+            break;
+        case 's':
+            if (!atr_args_parse_ulong(&v, optarg, 400, 599))
+                return atr_args_usage_error(cmd, "--error-status must be 400..599, not '%s'",
+                                            optarg);
+            o->error_status = (long)v;
+            break;
+        case 'R':
+            if (!atr_args_parse_ulong(&v, optarg, 0, 3600))
+                return atr_args_usage_error(cmd, "--refuse-seconds must be 0..3600, not '%s'",
+                                            optarg);
+            o->refuse_s = (long)v;
+            break;
+        case 'v':
+            if (!atr_args_parse_ulong(&v, optarg, 0, 315360000UL))
+                return atr_args_usage_error(cmd, "--advance must be seconds, not '%s'", optarg);
+            o->advance_s = (long)v;
+            break;
+        case 'h':
+            vault_usage(stdout);
+            return -1;
+        default:
+            return atr_args_getopt_error(cmd, ch, argv);
+        }
+    }
+    if (o->url == NULL) {
+        static char def[64];
+        snprintf(def, sizeof(def), "https://127.0.0.1:%d", VAULT_DEFAULT_PORT);
+        o->url = def;
+    }
+    return ATR_EXIT_OK;
+}
+
+/* One admin call with the bootstrap secret. */
+static int admin_run(const struct client_opts *o, const char *method, const char *path,
+                     json_t *body, unsigned want)
+{
+    char secret[ATR_CLI_SECRET_MAX];
+    if (!atr_cli_secret_read(secret, sizeof(secret), o->secret_file, "ATREST_VAULT_ADMIN_SECRET")) {
+        json_decref(body);
+        return ATR_EXIT_FAIL;
+    }
+    struct atr_cli_rest t = {o->url, o->ca, secret, NULL, NULL};
+    int rc = atr_cli_rest_run(&t, method, path, body, want, 1);
+    OPENSSL_cleanse(secret, sizeof(secret));
+    return rc;
+}
+
+static int need_name(const char *cmd, const struct client_opts *o)
+{
+    if (o->nargs != 1 || !atr_vault_name_ok(o->args[0]))
+        return atr_args_usage_error(cmd, "give one vault name (3-24 of a-z, 0-9 and '-')");
+    return ATR_EXIT_OK;
+}
+
+static json_t *permissions_json(const char *list)
+{
+    json_t *a = json_array();
+    char buf[1024];
+    snprintf(buf, sizeof(buf), "%s", list);
+    char *save = NULL;
+    for (char *t = strtok_r(buf, ", ", &save); a != NULL && t != NULL;
+         t = strtok_r(NULL, ", ", &save))
+        json_array_append_new(a, json_string(t));
+    return a;
+}
+
+static int cmd_create(const char *cmd, const struct client_opts *o, int update)
+{
+    int rc = need_name(cmd, o);
+    if (rc != ATR_EXIT_OK)
+        return rc;
+    if (!update && o->directory == NULL)
+        return atr_args_usage_error(cmd, "--directory (the vault's directory id) is required");
+    json_t *body = json_object();
+    if (o->directory != NULL)
+        json_object_set_new(body, "directoryId", json_string(o->directory));
+    if (o->retention >= 0)
+        json_object_set_new(body, "softDeleteRetentionInDays", json_integer(o->retention));
+    if (o->purge_protection >= 0)
+        json_object_set_new(body, "enablePurgeProtection", json_true());
+    if (o->limit_ops >= 0 || o->limit_create >= 0) {
+        json_t *l = json_object();
+        if (o->limit_ops >= 0)
+            json_object_set_new(l, "keyOperations", json_integer(o->limit_ops));
+        if (o->limit_create >= 0)
+            json_object_set_new(l, "keyCreate", json_integer(o->limit_create));
+        json_object_set_new(body, "limits", l);
+    }
+    char path[128];
+    snprintf(path, sizeof(path), "/admin/vaults/%s", o->args[0]);
+    return admin_run(o, "PUT", path, body, update ? 200 : 201);
+}
+
+static int cmd_policy(const struct client_opts *o)
+{
+    const char *cmd = "vault policy";
+    if (o->nargs != 2 || (strcmp(o->args[0], "set") != 0 && strcmp(o->args[0], "delete") != 0))
+        return atr_args_usage_error(cmd, "use 'policy set NAME ...' or 'policy delete NAME ...'");
+    if (!atr_vault_name_ok(o->args[1]))
+        return atr_args_usage_error(cmd, "'%s' is not a vault name", o->args[1]);
+    if (o->object_id == NULL)
+        return atr_args_usage_error(cmd, "--object-id is required");
+    char path[256];
+    snprintf(path, sizeof(path), "/admin/vaults/%s/accessPolicies/%.64s", o->args[1], o->object_id);
+    if (strcmp(o->args[0], "delete") == 0)
+        return admin_run(o, "DELETE", path, NULL, 200);
+    if (o->permissions == NULL)
+        return atr_args_usage_error(cmd, "--permissions is required (e.g. list,wrapKey,unwrapKey)");
+    json_t *body = json_pack("{s:{s:o}}", "permissions", "keys", permissions_json(o->permissions));
+    if (o->tenant != NULL)
+        json_object_set_new(body, "tenantId", json_string(o->tenant));
+    if (o->application_id != NULL)
+        json_object_set_new(body, "applicationId", json_string(o->application_id));
+    return admin_run(o, "PUT", path, body, 200);
+}
+
+static int cmd_firewall(const struct client_opts *o)
+{
+    const char *cmd = "vault firewall";
+    int rc = need_name(cmd, o);
+    if (rc != ATR_EXIT_OK)
+        return rc;
+    if (o->default_action == NULL)
+        return atr_args_usage_error(cmd, "--default-action Allow|Deny is required");
+    json_t *rules = json_array();
+    for (size_t i = 0; i < o->nrules; i++)
+        json_array_append_new(rules, json_pack("{s:s}", "value", o->rules[i]));
+    json_t *body = json_pack("{s:s,s:s,s:o}", "defaultAction", o->default_action, "bypass",
+                             o->bypass != NULL ? o->bypass : "AzureServices", "ipRules", rules);
+    char path[128];
+    snprintf(path, sizeof(path), "/admin/vaults/%s/networkAcls", o->args[0]);
+    return admin_run(o, "PUT", path, body, 200);
+}
+
+static int cmd_faults(const struct client_opts *o)
+{
+    json_t *body = json_object();
+    if (o->latency_ms >= 0)
+        json_object_set_new(body, "latencyMs", json_integer(o->latency_ms));
+    if (o->error_rate != NULL) {
+        char *end = NULL;
+        double r = strtod(o->error_rate, &end);
+        if (end == o->error_rate || *end != '\0' || r < 0 || r > 1) {
+            json_decref(body);
+            return atr_args_usage_error("vault faults", "--error-rate must be 0..1, not '%s'",
+                                        o->error_rate);
+        }
+        json_object_set_new(body, "errorRate", json_real(r));
+    }
+    if (o->error_status >= 0)
+        json_object_set_new(body, "errorStatus", json_integer(o->error_status));
+    if (o->refuse_s >= 0)
+        json_object_set_new(body, "refuseConnectionsSeconds", json_integer(o->refuse_s));
+    return admin_run(o, "PUT", "/admin/faults", body, 200);
+}
+
+int atr_cmd_vault(int argc, char **argv)
+{
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        vault_usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? ATR_EXIT_USAGE : ATR_EXIT_OK;
+    }
+    const char *verb = argv[1];
+    if (strcmp(verb, "serve") == 0)
+        return cmd_serve(argc - 1, argv + 1);
+    struct client_opts o;
+    char cmd[64];
+    snprintf(cmd, sizeof(cmd), "vault %s", verb);
+    int rc = parse_client(&o, cmd, argc - 1, argv + 1);
+    if (rc < 0)
+        return ATR_EXIT_OK;
+    if (rc != ATR_EXIT_OK)
+        return rc;
+    if (strcmp(verb, "create") == 0 || strcmp(verb, "update") == 0)
+        return cmd_create(cmd, &o, strcmp(verb, "update") == 0);
+    if (strcmp(verb, "show") == 0) {
+        if ((rc = need_name(cmd, &o)) != ATR_EXIT_OK)
+            return rc;
+        char path[128];
+        snprintf(path, sizeof(path), "/admin/vaults/%s", o.args[0]);
+        return admin_run(&o, "GET", path, NULL, 200);
+    }
+    if (strcmp(verb, "list") == 0)
+        return o.nargs != 0 ? atr_args_usage_error(cmd, "list takes no argument")
+                            : admin_run(&o, "GET", "/admin/vaults", NULL, 200);
+    if (strcmp(verb, "policy") == 0)
+        return cmd_policy(&o);
+    if (strcmp(verb, "firewall") == 0)
+        return cmd_firewall(&o);
+    if (strcmp(verb, "faults") == 0)
+        return cmd_faults(&o);
+    if (strcmp(verb, "clock") == 0) {
+        if (o.advance_s < 0)
+            return atr_args_usage_error(cmd, "--advance SECONDS is required");
+        return admin_run(&o, "POST", "/admin/clock",
+                         json_pack("{s:I}", "advanceSeconds", (json_int_t)o.advance_s), 200);
+    }
+    return atr_args_usage_error("vault", "unknown command '%s'", verb);
+}
