@@ -20,6 +20,7 @@
 #include "base/log.h"
 #include "base/secmem.h"
 #include "crypto/aead.h"
+#include "crypto/ec.h"
 #include "crypto/jwk.h"
 #include "crypto/kdf.h"
 #include "crypto/rand.h"
@@ -42,10 +43,29 @@
 
 static const char backup_magic[] = "atrest-vault-backup-v1";
 
+/* A private key of either type (exactly one member set). */
+struct vkey {
+    struct atr_rsa_key *rsa;
+    struct atr_ec_key *ec;
+};
+
+static void vkey_cleanup(struct vkey *k)
+{
+    atr_rsa_key_free(k->rsa);
+    atr_ec_key_free(k->ec);
+    k->rsa = NULL;
+    k->ec = NULL;
+}
+
+static int kty_is_ec(const char *kty)
+{
+    return strcmp(kty, "EC") == 0 || strcmp(kty, "EC-HSM") == 0;
+}
+
 /* An unsealed private key, shared by concurrent operations. */
 struct cached_key {
     char id[192]; /* vault/name/version */
-    struct atr_rsa_key *rsa;
+    struct vkey key;
     unsigned refs;
     int unlinked;
     struct cached_key *next;
@@ -206,7 +226,7 @@ static void cached_release(struct atr_vault *v, struct cached_key *c)
     int gone = --c->refs == 0 && c->unlinked;
     pthread_mutex_unlock(&v->lock);
     if (gone) {
-        atr_rsa_key_free(c->rsa);
+        vkey_cleanup(&c->key);
         atr_free(c);
     }
 }
@@ -225,7 +245,7 @@ static void cache_forget(struct atr_vault *v, const char *vault, const char *nam
             *pp = c->next;
             c->unlinked = 1;
             if (c->refs == 0) {
-                atr_rsa_key_free(c->rsa);
+                vkey_cleanup(&c->key);
                 atr_free(c);
             }
             continue;
@@ -241,13 +261,16 @@ static void key_aad(char *out, size_t cap, const char *name, const char *version
     snprintf(out, cap, "atrest-vault-key-v1/%s/%s", name, version);
 }
 
-static atr_status seal_private(struct atr_buf *out, struct atr_vault *v,
-                               const struct atr_rsa_key *key, const char *name, const char *version,
-                               struct atr_err *err)
+/* Seals the private key: RSA as PKCS#8 PEM, EC as PKCS#8 DER. */
+static atr_status seal_private(struct atr_buf *out, struct atr_vault *v, const struct vkey *key,
+                               const char *name, const char *version, struct atr_err *err)
 {
     struct atr_secret pem;
     memset(&pem, 0, sizeof(pem));
-    ATR_TRY(atr_rsa_key_format_pem_private(&pem, key, err));
+    if (key->ec != NULL)
+        ATR_TRY(atr_ec_key_format_der_private(&pem, key->ec, err));
+    else
+        ATR_TRY(atr_rsa_key_format_pem_private(&pem, key->rsa, err));
     char aad[192];
     key_aad(aad, sizeof(aad), name, version);
     pthread_mutex_lock(&v->lock);
@@ -289,19 +312,23 @@ static atr_status key_load(struct cached_key **out, struct atr_vault *v, const c
     pthread_mutex_unlock(&v->lock);
     if (rc != ATR_OK)
         return atr_err_wrap(err, rc, "vault: cannot unseal a stored key");
-    struct atr_rsa_key *rsa = NULL;
-    rc = atr_rsa_key_parse_pem(&rsa, (const char *)atr_secret_cdata(&pem), atr_secret_len(&pem),
-                               err);
+    struct vkey key = {NULL, NULL};
+    if (kty_is_ec(ver->kty))
+        rc = atr_ec_key_parse_der(&key.ec,
+                                  atr_span_of(atr_secret_cdata(&pem), atr_secret_len(&pem)), err);
+    else
+        rc = atr_rsa_key_parse_pem(&key.rsa, (const char *)atr_secret_cdata(&pem),
+                                   atr_secret_len(&pem), err);
     atr_secret_cleanup(&pem);
     if (rc != ATR_OK)
         return rc;
     struct cached_key *c = atr_calloc(1, sizeof(*c));
     if (c == NULL) {
-        atr_rsa_key_free(rsa);
+        vkey_cleanup(&key);
         return ATR_E_NOMEM;
     }
     snprintf(c->id, sizeof(c->id), "%s", id);
-    c->rsa = rsa;
+    c->key = key;
     c->refs = 1;
     pthread_mutex_lock(&v->lock);
     /* another thread may have loaded it meanwhile: keep one */
@@ -309,7 +336,7 @@ static atr_status key_load(struct cached_key **out, struct atr_vault *v, const c
         if (strcmp(o->id, id) == 0) {
             o->refs++;
             pthread_mutex_unlock(&v->lock);
-            atr_rsa_key_free(rsa);
+            vkey_cleanup(&c->key);
             atr_free(c);
             *out = o;
             return ATR_OK;
@@ -492,10 +519,13 @@ static atr_status attrs_from(struct atr_vault_version *ver, const json_t *attrs,
 }
 
 /* The public JWK members of @p key as JSON text (n, e). */
-static atr_status pub_text(char **out, const struct atr_rsa_key *key, struct atr_err *err)
+static atr_status pub_text(char **out, const struct vkey *key, struct atr_err *err)
 {
     json_t *jwk = NULL;
-    ATR_TRY(atr_jwk_export(&jwk, key, ATR_JWK_PUBLIC, err));
+    if (key->ec != NULL)
+        ATR_TRY(atr_ec_key_to_jwk(&jwk, key->ec, 0, err));
+    else
+        ATR_TRY(atr_jwk_export(&jwk, key->rsa, ATR_JWK_PUBLIC, err));
     json_object_del(jwk, "kty");
     *out = json_dumps(jwk, JSON_COMPACT);
     json_decref(jwk);
@@ -536,7 +566,7 @@ static atr_status name_usable(struct atr_vault *v, const struct principal *p, co
 
 /* Stores a new version of @p name holding @p key; fills @p ver (seq, version, sealed). */
 static atr_status store_version(struct atr_vault *v, const struct principal *p,
-                                struct atr_vault_version *ver, const struct atr_rsa_key *key,
+                                struct atr_vault_version *ver, const struct vkey *key,
                                 struct atr_err *err)
 {
     ATR_TRY(new_version_id(ver->version, err));
@@ -548,27 +578,66 @@ static atr_status store_version(struct atr_vault *v, const struct principal *p,
 
 /* ------------------------------------------------------------ key handlers */
 
-static const char *kty_check(const char *kty, int *hsm)
+/* Key types: RSA and EC (software or "-HSM"); oct keys live only in Managed HSM. */
+enum key_family { FAMILY_NONE = 0, FAMILY_RSA, FAMILY_EC };
+
+static enum key_family kty_family(const char *kty)
 {
-    *hsm = 0;
     if (kty == NULL)
-        return "kty is required";
-    if (strcmp(kty, "RSA") == 0)
-        return NULL;
-    if (strcmp(kty, "RSA-HSM") == 0) {
-        *hsm = 1;
-        return NULL;
-    }
-    if (strcmp(kty, "EC") == 0 || strcmp(kty, "EC-HSM") == 0 || strcmp(kty, "oct") == 0 ||
-        strcmp(kty, "oct-HSM") == 0)
-        return "unsupported";
-    return "invalid";
+        return FAMILY_NONE;
+    if (strcmp(kty, "RSA") == 0 || strcmp(kty, "RSA-HSM") == 0)
+        return FAMILY_RSA;
+    if (kty_is_ec(kty))
+        return FAMILY_EC;
+    return FAMILY_NONE;
+}
+
+static atr_status kty_refused(struct atr_http_resp *resp, const char *kty)
+{
+    if (kty != NULL && (strcmp(kty, "oct") == 0 || strcmp(kty, "oct-HSM") == 0))
+        return bad_param(resp,
+                         "Key type '%s' is not supported by a key vault (symmetric keys "
+                         "exist only in Managed HSM).",
+                         kty);
+    return bad_param(resp, "The key type (kty) is missing or invalid: use RSA, RSA-HSM, EC or "
+                           "EC-HSM.");
+}
+
+/* Applies key_ops, attributes and tags of a create or import request. */
+static atr_status version_props(struct atr_vault_version *ver, const json_t *ops,
+                                const json_t *body, struct atr_http_resp *resp)
+{
+    ver->enabled = 1;
+    if (ops != NULL && !json_is_null(ops))
+        ATR_TRY(ops_from(&ver->ops, ops, resp));
+    ATR_TRY(attrs_from(ver, json_object_get(body, "attributes"), resp));
+    return tags_from(&ver->tags, json_object_get(body, "tags"), resp);
+}
+
+/* Stores a new first-or-next version of a key (create, import). */
+static atr_status add_key(struct atr_http_req *req, struct atr_http_resp *resp, struct atr_vault *v,
+                          struct atr_vault_version *ver, const struct vkey *key, const char *event)
+{
+    struct principal *p = who(req);
+    struct atr_err err;
+    atr_err_clear(&err);
+    ver->created = ver->updated = now_s(v);
+    pthread_mutex_lock(&v->write_lock);
+    atr_status rc = name_usable(v, p, ver->name, resp);
+    if (rc == ATR_OK && (rc = store_version(v, p, ver, key, &err)) != ATR_OK)
+        rc = internal(req, resp, rc, &err);
+    pthread_mutex_unlock(&v->write_lock);
+    if (rc != ATR_OK)
+        return rc;
+    atr_log_fields(ATR_LOG_INFO, event, atr_http_req_id(req), "key version added", "vault", "s",
+                   p->vault, "key", "s", ver->name, "version", "s", ver->version, "kty", "s",
+                   ver->kty, NULL);
+    return atr_http_resp_json(resp, 200, bundle_json(p, ver));
 }
 
 static atr_status h_create(struct atr_http_req *req, struct atr_http_resp *resp, void *ctx)
 {
     struct atr_vault *v = ctx;
-    struct principal *p = who(req);
     const char *name = atr_http_req_param(req, "name");
     if (!atr_vault_key_name_ok(name))
         return bad_param(resp, "The key name must be 1-127 characters of 0-9, a-z, A-Z and '-'.");
@@ -577,62 +646,53 @@ static atr_status h_create(struct atr_http_req *req, struct atr_http_resp *resp,
     atr_status rc = ATR_OK;
     struct atr_vault_version ver;
     memset(&ver, 0, sizeof(ver));
-    struct atr_rsa_key *key = NULL;
+    struct vkey key = {NULL, NULL};
     struct atr_err err;
     atr_err_clear(&err);
-    int hsm = 0;
     const char *kty = json_string_value(json_object_get(body, "kty"));
-    const char *why = kty_check(kty, &hsm);
-    if (why != NULL) {
-        if (strcmp(why, "unsupported") == 0)
-            rc = bad_param(resp,
-                           "Key type '%s' is not supported by this vault: it holds RSA and "
-                           "RSA-HSM keys.",
-                           kty);
-        else
-            rc = bad_param(resp, "The key type (kty) is missing or invalid.");
-        goto done;
-    }
-    json_t *size = json_object_get(body, "key_size");
-    json_int_t bits = size == NULL || json_is_null(size) ? 2048 : json_integer_value(size);
-    if ((size != NULL && !json_is_null(size) && !json_is_integer(size)) ||
-        (bits != 2048 && bits != 3072 && bits != 4096)) {
-        rc = bad_param(resp, "The key size must be 2048, 3072 or 4096 bits for RSA keys.");
-        goto done;
-    }
-    json_t *pe = json_object_get(body, "public_exponent");
-    if (pe != NULL && !json_is_null(pe) && json_integer_value(pe) != 65537) {
-        rc = bad_param(resp, "Only the public exponent 65537 is supported.");
+    enum key_family fam = kty_family(kty);
+    if (fam == FAMILY_NONE) {
+        rc = kty_refused(resp, kty);
         goto done;
     }
     snprintf(ver.name, sizeof(ver.name), "%s", name);
-    snprintf(ver.kty, sizeof(ver.kty), "%s", hsm ? "RSA-HSM" : "RSA");
-    ver.ops = ATR_VAULT_OPS_RSA_DEFAULT;
-    ver.enabled = 1;
-    json_t *ops = json_object_get(body, "key_ops");
-    if (ops != NULL && !json_is_null(ops) && (rc = ops_from(&ver.ops, ops, resp)) != ATR_OK)
-        goto done;
-    if ((rc = attrs_from(&ver, json_object_get(body, "attributes"), resp)) != ATR_OK ||
-        (rc = tags_from(&ver.tags, json_object_get(body, "tags"), resp)) != ATR_OK)
-        goto done;
-    ver.created = ver.updated = now_s(v);
-    if ((rc = atr_rsa_key_generate(&key, (unsigned)bits, &err)) != ATR_OK) {
+    snprintf(ver.kty, sizeof(ver.kty), "%s", kty);
+    if (fam == FAMILY_EC) {
+        const char *crv = json_string_value(json_object_get(body, "crv"));
+        atr_ec_curve curve = ATR_EC_P256;
+        if (crv != NULL && atr_ec_curve_from_name(&curve, crv, NULL) != ATR_OK) {
+            rc = bad_param(resp, "The curve must be P-256, P-384, P-521 or P-256K.");
+            goto done;
+        }
+        ver.ops = ATR_VAULT_OPS_EC_DEFAULT;
+        if ((rc = version_props(&ver, json_object_get(body, "key_ops"), body, resp)) != ATR_OK)
+            goto done;
+        rc = atr_ec_key_generate(&key.ec, curve, &err);
+    } else {
+        json_t *size = json_object_get(body, "key_size");
+        json_int_t bits = size == NULL || json_is_null(size) ? 2048 : json_integer_value(size);
+        if ((size != NULL && !json_is_null(size) && !json_is_integer(size)) ||
+            (bits != 2048 && bits != 3072 && bits != 4096)) {
+            rc = bad_param(resp, "The key size must be 2048, 3072 or 4096 bits for RSA keys.");
+            goto done;
+        }
+        json_t *pe = json_object_get(body, "public_exponent");
+        if (pe != NULL && !json_is_null(pe) && json_integer_value(pe) != 65537) {
+            rc = bad_param(resp, "Only the public exponent 65537 is supported.");
+            goto done;
+        }
+        ver.ops = ATR_VAULT_OPS_RSA_DEFAULT;
+        if ((rc = version_props(&ver, json_object_get(body, "key_ops"), body, resp)) != ATR_OK)
+            goto done;
+        rc = atr_rsa_key_generate(&key.rsa, (unsigned)bits, &err);
+    }
+    if (rc != ATR_OK) {
         rc = internal(req, resp, rc, &err);
         goto done;
     }
-    pthread_mutex_lock(&v->write_lock);
-    rc = name_usable(v, p, name, resp);
-    if (rc == ATR_OK && (rc = store_version(v, p, &ver, key, &err)) != ATR_OK)
-        rc = internal(req, resp, rc, &err);
-    pthread_mutex_unlock(&v->write_lock);
-    if (rc == ATR_OK) {
-        atr_log_fields(ATR_LOG_INFO, "vault.key.create", atr_http_req_id(req), "key created",
-                       "vault", "s", p->vault, "key", "s", name, "version", "s", ver.version,
-                       "bits", "i", (long long)bits, NULL);
-        rc = atr_http_resp_json(resp, 200, bundle_json(p, &ver));
-    }
+    rc = add_key(req, resp, v, &ver, &key, "vault.key.create");
 done:
-    atr_rsa_key_free(key);
+    vkey_cleanup(&key);
     atr_vault_version_cleanup(&ver);
     json_decref(body);
     return rc;
@@ -641,7 +701,6 @@ done:
 static atr_status h_import(struct atr_http_req *req, struct atr_http_resp *resp, void *ctx)
 {
     struct atr_vault *v = ctx;
-    struct principal *p = who(req);
     const char *name = atr_http_req_param(req, "name");
     if (!atr_vault_key_name_ok(name))
         return bad_param(resp, "The key name must be 1-127 characters of 0-9, a-z, A-Z and '-'.");
@@ -650,65 +709,53 @@ static atr_status h_import(struct atr_http_req *req, struct atr_http_resp *resp,
     atr_status rc = ATR_OK;
     struct atr_vault_version ver;
     memset(&ver, 0, sizeof(ver));
-    struct atr_rsa_key *key = NULL;
+    struct vkey key = {NULL, NULL};
     struct atr_err err;
     atr_err_clear(&err);
     json_t *jwk = json_object_get(body, "key");
-    int hsm = 0;
     const char *kty = json_string_value(json_object_get(jwk, "kty"));
-    const char *why = kty_check(kty, &hsm);
-    if (!json_is_object(jwk) || why != NULL) {
-        rc = bad_param(resp, "The key (a JSON Web Key with kty RSA or RSA-HSM) is missing or "
-                             "of an unsupported type.");
+    enum key_family fam = kty_family(kty);
+    if (!json_is_object(jwk) || fam == FAMILY_NONE) {
+        rc = kty_refused(resp, kty);
         goto done;
     }
-    json_t *hsm_flag = json_object_get(body, "Hsm");
-    if (json_is_true(hsm_flag))
-        hsm = 1;
-    /* import as RSA whatever the -HSM suffix says */
+    int hsm = strstr(kty, "-HSM") != NULL || json_is_true(json_object_get(body, "Hsm"));
+    /* import under the plain type whatever the -HSM suffix says */
     json_t *copy = json_deep_copy(jwk);
     if (copy == NULL) {
         rc = ATR_E_NOMEM;
         goto done;
     }
-    json_object_set_new(copy, "kty", json_string("RSA"));
+    json_object_set_new(copy, "kty", json_string(fam == FAMILY_EC ? "EC" : "RSA"));
     json_object_del(copy, "key_ops");
     json_object_del(copy, "kid");
-    rc = atr_jwk_import(&key, copy, &err);
+    if (fam == FAMILY_EC)
+        rc = atr_ec_key_from_jwk(&key.ec, copy, &err);
+    else
+        rc = atr_jwk_import(&key.rsa, copy, &err);
     json_decref(copy);
-    if (rc != ATR_OK || !atr_rsa_key_has_private(key)) {
-        rc = bad_param(resp, "The JSON Web Key is not a valid RSA private key%s%s.",
+    int priv = rc == ATR_OK && (fam == FAMILY_EC ? atr_ec_key_has_private(key.ec)
+                                                 : atr_rsa_key_has_private(key.rsa));
+    if (!priv) {
+        rc = bad_param(resp, "The JSON Web Key is not a valid private key%s%s.",
                        rc != ATR_OK ? ": " : "", rc != ATR_OK ? atr_err_msg(&err) : "");
         goto done;
     }
-    unsigned bits = atr_rsa_key_bits(key);
-    if (bits != 2048 && bits != 3072 && bits != 4096) {
-        rc = bad_param(resp, "The key size must be 2048, 3072 or 4096 bits for RSA keys.");
-        goto done;
+    if (fam == FAMILY_RSA) {
+        unsigned bits = atr_rsa_key_bits(key.rsa);
+        if (bits != 2048 && bits != 3072 && bits != 4096) {
+            rc = bad_param(resp, "The key size must be 2048, 3072 or 4096 bits for RSA keys.");
+            goto done;
+        }
     }
     snprintf(ver.name, sizeof(ver.name), "%s", name);
-    snprintf(ver.kty, sizeof(ver.kty), "%s", hsm ? "RSA-HSM" : "RSA");
-    ver.ops = ATR_VAULT_OPS_RSA_DEFAULT;
-    ver.enabled = 1;
-    json_t *ops = json_object_get(jwk, "key_ops");
-    if (ops != NULL && !json_is_null(ops) && (rc = ops_from(&ver.ops, ops, resp)) != ATR_OK)
+    snprintf(ver.kty, sizeof(ver.kty), "%s%s", fam == FAMILY_EC ? "EC" : "RSA", hsm ? "-HSM" : "");
+    ver.ops = fam == FAMILY_EC ? ATR_VAULT_OPS_EC_DEFAULT : ATR_VAULT_OPS_RSA_DEFAULT;
+    if ((rc = version_props(&ver, json_object_get(jwk, "key_ops"), body, resp)) != ATR_OK)
         goto done;
-    if ((rc = attrs_from(&ver, json_object_get(body, "attributes"), resp)) != ATR_OK ||
-        (rc = tags_from(&ver.tags, json_object_get(body, "tags"), resp)) != ATR_OK)
-        goto done;
-    ver.created = ver.updated = now_s(v);
-    pthread_mutex_lock(&v->write_lock);
-    rc = name_usable(v, p, name, resp);
-    if (rc == ATR_OK && (rc = store_version(v, p, &ver, key, &err)) != ATR_OK)
-        rc = internal(req, resp, rc, &err);
-    pthread_mutex_unlock(&v->write_lock);
-    if (rc == ATR_OK) {
-        atr_log_fields(ATR_LOG_INFO, "vault.key.import", atr_http_req_id(req), "key imported",
-                       "vault", "s", p->vault, "key", "s", name, "version", "s", ver.version, NULL);
-        rc = atr_http_resp_json(resp, 200, bundle_json(p, &ver));
-    }
+    rc = add_key(req, resp, v, &ver, &key, "vault.key.import");
 done:
-    atr_rsa_key_free(key);
+    vkey_cleanup(&key);
     atr_vault_version_cleanup(&ver);
     json_decref(body);
     return rc;
@@ -1096,11 +1143,13 @@ static atr_status rotate_locked(struct atr_vault_version *out, struct atr_vault 
     struct atr_vault_key_meta m;
     atr_status rc = atr_vault_store_key_meta(&m, v->store, vault, name, err);
     struct cached_key *ck = NULL;
-    struct atr_rsa_key *key = NULL;
+    struct vkey key = {NULL, NULL};
     if (rc == ATR_OK)
         rc = key_load(&ck, v, vault, &cur, err);
-    if (rc == ATR_OK)
-        rc = atr_rsa_key_generate(&key, atr_rsa_key_bits(ck->rsa), err);
+    if (rc == ATR_OK && ck->key.ec != NULL)
+        rc = atr_ec_key_generate(&key.ec, atr_ec_key_curve(ck->key.ec), err);
+    else if (rc == ATR_OK)
+        rc = atr_rsa_key_generate(&key.rsa, atr_rsa_key_bits(ck->key.rsa), err);
     if (rc == ATR_OK) {
         snprintf(out->name, sizeof(out->name), "%s", name);
         snprintf(out->kty, sizeof(out->kty), "%s", cur.kty);
@@ -1122,10 +1171,10 @@ static atr_status rotate_locked(struct atr_vault_version *out, struct atr_vault 
         struct principal tmp;
         memset(&tmp, 0, sizeof(tmp));
         snprintf(tmp.vault, sizeof(tmp.vault), "%s", vault);
-        rc = store_version(v, &tmp, out, key, err);
+        rc = store_version(v, &tmp, out, &key, err);
     }
     cached_release(v, ck);
-    atr_rsa_key_free(key);
+    vkey_cleanup(&key);
     atr_vault_key_meta_cleanup(&m);
     atr_vault_version_cleanup(&cur);
     if (rc != ATR_OK)
@@ -1490,6 +1539,56 @@ static atr_status usable(const struct atr_vault *v, const struct atr_vault_versi
     return ATR_OK;
 }
 
+/* Signs a digest with an RSA (RS*, PS*) or EC (ES*) key; 400 for a wrong algorithm or digest. */
+static atr_status sign_op(struct atr_buf *out, const struct vkey *key, const char *alg,
+                          struct atr_span digest, struct atr_http_resp *resp, struct atr_err *err)
+{
+    if (key->ec != NULL) {
+        atr_ec_alg ea;
+        if (atr_ec_alg_from_name(&ea, alg, NULL) != ATR_OK ||
+            atr_ec_alg_curve(ea) != atr_ec_key_curve(key->ec))
+            return bad_param(resp, "Invalid algorithm '%.32s' for this EC key.", alg);
+        if (digest.len != atr_ec_alg_digest_len(ea))
+            return bad_param(resp, "The digest length does not match the algorithm %s.", alg);
+        return atr_ec_sign_digest(out, key->ec, ea, digest, err);
+    }
+    atr_sig_alg sa;
+    if (atr_sig_alg_from_name(&sa, alg, NULL) != ATR_OK)
+        return bad_param(resp, "Invalid algorithm '%.32s' for an RSA key.", alg);
+    if (digest.len != atr_sig_alg_digest_len(sa))
+        return bad_param(resp, "The digest length does not match the algorithm %s.", alg);
+    return atr_sig_sign_digest(out, key->rsa, sa, digest, err);
+}
+
+/* Verifies @p sig over @p digest; *valid = 0 for a bad signature (not an error). */
+static atr_status verify_op(int *valid, const struct vkey *key, const char *alg,
+                            struct atr_span digest, struct atr_span sig, struct atr_http_resp *resp,
+                            struct atr_err *err)
+{
+    atr_status vr;
+    *valid = 0;
+    if (key->ec != NULL) {
+        atr_ec_alg ea;
+        if (atr_ec_alg_from_name(&ea, alg, NULL) != ATR_OK ||
+            atr_ec_alg_curve(ea) != atr_ec_key_curve(key->ec))
+            return bad_param(resp, "Invalid algorithm '%.32s' for this EC key.", alg);
+        if (digest.len != atr_ec_alg_digest_len(ea))
+            return bad_param(resp, "The digest length does not match the algorithm %s.", alg);
+        vr = atr_ec_verify_digest(key->ec, ea, digest, sig, err);
+    } else {
+        atr_sig_alg sa;
+        if (atr_sig_alg_from_name(&sa, alg, NULL) != ATR_OK)
+            return bad_param(resp, "Invalid algorithm '%.32s' for an RSA key.", alg);
+        if (digest.len != atr_sig_alg_digest_len(sa))
+            return bad_param(resp, "The digest length does not match the algorithm %s.", alg);
+        vr = atr_sig_verify_digest(key->rsa, sa, digest, sig, err);
+    }
+    if (vr == ATR_E_AUTH_FAILED)
+        return ATR_OK;
+    *valid = vr == ATR_OK;
+    return vr;
+}
+
 static atr_status h_key_op(struct atr_http_req *req, struct atr_http_resp *resp, void *ctx)
 {
     struct atr_vault *v = ctx;
@@ -1513,7 +1612,14 @@ static atr_status h_key_op(struct atr_http_req *req, struct atr_http_resp *resp,
     atr_err_clear(&err);
     json_t *answer = NULL;
     atr_status rc = live_version(&ver, v, p, name, version, 1, resp);
-    if (rc != ATR_OK || (rc = usable(v, &ver, oi, resp)) != ATR_OK)
+    if (rc != ATR_OK)
+        goto done;
+    if (kty_is_ec(ver.kty) && oi->op != ATR_VAULT_OP_SIGN && oi->op != ATR_VAULT_OP_VERIFY) {
+        rc = bad_param(resp, "Key type %s does not support the %s operation: it needs an RSA key.",
+                       ver.kty, oi->name);
+        goto done;
+    }
+    if ((rc = usable(v, &ver, oi, resp)) != ATR_OK)
         goto done;
     const char *alg = json_string_value(json_object_get(body, "alg"));
     const char *value = json_string_value(json_object_get(body, "value"));
@@ -1531,46 +1637,32 @@ static atr_status h_key_op(struct atr_http_req *req, struct atr_http_resp *resp,
     }
     char kid[512];
     kid_of(kid, sizeof(kid), p, ver.name, ver.version);
-    if (oi->op == ATR_VAULT_OP_SIGN || oi->op == ATR_VAULT_OP_VERIFY) {
-        atr_sig_alg sa;
-        if (atr_sig_alg_from_name(&sa, alg, NULL) != ATR_OK) {
-            rc = bad_param(resp, "Invalid algorithm '%.32s' for an RSA key.", alg);
+    if (oi->op == ATR_VAULT_OP_VERIFY) {
+        const char *digest = json_string_value(json_object_get(body, "digest"));
+        struct atr_buf dg;
+        atr_buf_init(&dg, 128);
+        /* Azure's verify: "digest" is the digest and "value" the signature */
+        if (digest == NULL || atr_b64url_decode(&dg, digest, strlen(digest), NULL) != ATR_OK) {
+            atr_buf_cleanup(&dg);
+            rc = bad_param(resp, "verify needs \"digest\" and \"value\" (the signature).");
             goto done;
         }
-        if (oi->op == ATR_VAULT_OP_SIGN && in.len != atr_sig_alg_digest_len(sa)) {
-            rc = bad_param(resp, "The digest length does not match the algorithm %s.", alg);
+        int valid = 0;
+        rc = verify_op(&valid, &ck->key, alg, atr_buf_span(&dg), atr_buf_span(&in), resp, &err);
+        atr_buf_cleanup(&dg);
+        if (rc == ATR_E_CRYPTO || rc == ATR_E_NOMEM)
+            rc = internal(req, resp, rc, &err);
+        if (rc != ATR_OK)
             goto done;
-        }
-        if (oi->op == ATR_VAULT_OP_SIGN) {
-            rc = atr_sig_sign_digest(&out, ck->rsa, sa, atr_buf_span(&in), &err);
-        } else {
-            const char *digest = json_string_value(json_object_get(body, "digest"));
-            struct atr_buf sig;
-            atr_buf_init(&sig, 8192);
-            /* Azure's verify: "digest" is the digest and "value" the signature */
-            if (digest == NULL || atr_b64url_decode(&sig, value, strlen(value), NULL) != ATR_OK) {
-                atr_buf_cleanup(&sig);
-                rc = bad_param(resp, "verify needs \"digest\" and \"value\" (the signature).");
-                goto done;
-            }
-            atr_buf_reset(&in);
-            if (atr_b64url_decode(&in, digest, strlen(digest), NULL) != ATR_OK ||
-                in.len != atr_sig_alg_digest_len(sa)) {
-                atr_buf_cleanup(&sig);
-                rc = bad_param(resp, "\"digest\" is not a base64url digest of the right length.");
-                goto done;
-            }
-            atr_status vr =
-                atr_sig_verify_digest(ck->rsa, sa, atr_buf_span(&in), atr_buf_span(&sig), &err);
-            atr_buf_cleanup(&sig);
-            if (vr != ATR_OK && vr != ATR_E_AUTH_FAILED) {
-                rc = internal(req, resp, vr, &err);
-                goto done;
-            }
-            answer = json_pack("{s:b}", "value", vr == ATR_OK);
-            rc = ATR_OK;
-            goto send;
-        }
+        answer = json_pack("{s:b}", "value", valid);
+        goto send;
+    }
+    if (oi->op == ATR_VAULT_OP_SIGN) {
+        rc = sign_op(&out, &ck->key, alg, atr_buf_span(&in), resp, &err);
+        if (rc == ATR_E_CRYPTO || rc == ATR_E_NOMEM)
+            rc = internal(req, resp, rc, &err);
+        if (rc != ATR_OK)
+            goto done;
     } else {
         atr_rsa_alg ra;
         if (atr_rsa_alg_from_name(&ra, alg, NULL) != ATR_OK) {
@@ -1578,13 +1670,13 @@ static atr_status h_key_op(struct atr_http_req *req, struct atr_http_resp *resp,
             goto done;
         }
         if (oi->op == ATR_VAULT_OP_WRAP || oi->op == ATR_VAULT_OP_ENCRYPT) {
-            rc = atr_rsa_wrap(&out, ck->rsa, ra, atr_buf_span(&in), &err);
+            rc = atr_rsa_wrap(&out, ck->key.rsa, ra, atr_buf_span(&in), &err);
             if (rc == ATR_E_INVALID) {
                 rc = bad_param(resp, "The value is empty or too long for the key and algorithm.");
                 goto done;
             }
         } else {
-            rc = atr_rsa_unwrap(&plain, ck->rsa, ra, atr_buf_span(&in), &err);
+            rc = atr_rsa_unwrap(&plain, ck->key.rsa, ra, atr_buf_span(&in), &err);
             if (rc == ATR_E_AUTH_FAILED || rc == ATR_E_INVALID) {
                 rc = bad_param(resp, "Decryption failed: the value does not decrypt with this "
                                      "key and algorithm.");
@@ -2575,7 +2667,7 @@ void atr_vault_free(struct atr_vault *v)
     while (v->cache != NULL) {
         struct cached_key *c = v->cache;
         v->cache = c->next;
-        atr_rsa_key_free(c->rsa);
+        vkey_cleanup(&c->key);
         atr_free(c);
     }
     while (v->throttles != NULL) {
