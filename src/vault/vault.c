@@ -1841,7 +1841,12 @@ static atr_status settings_change(struct atr_http_req *req, struct atr_http_resp
     const char *name;
     ATR_TRY(admin_vault_name(&name, req, resp));
     json_t *body = NULL;
-    ATR_TRY(body_json(&body, req, resp));
+    if (strcmp(atr_http_req_method(req), "DELETE") == 0 && atr_http_req_body(req).len == 0) {
+        if ((body = json_object()) == NULL)
+            return ATR_E_NOMEM;
+    } else {
+        ATR_TRY(body_json(&body, req, resp));
+    }
     struct atr_vault_settings *old = atr_malloc(sizeof(*old));
     struct atr_vault_settings *next = atr_malloc(sizeof(*next));
     struct atr_err err;
@@ -2230,7 +2235,7 @@ atr_status atr_vault_auth(struct atr_http_req *req, struct atr_http_resp *resp,
         return bad_param(resp, "The 'api-version' query parameter is missing.");
     if (!api_version_ok(api))
         return bad_param(resp,
-                         "The specified version (%.24s) is not recognized. Consider using "
+                         "The specified api-version (%.24s) is not recognized. Consider using "
                          "the latest supported version (7.5).",
                          api);
     snprintf(p->api_version, sizeof(p->api_version), "%s", api);
