@@ -37,6 +37,7 @@
 #include "base/log.h"
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/rest.h"
 #include "crypto/rand.h"
 #include "http/client.h"
 #include "http/server.h"
@@ -45,7 +46,6 @@
 extern char **environ;
 
 #define IDP_DEFAULT_PORT 8444
-#define SECRET_FILE_MAX  512
 
 static void idp_usage(FILE *out)
 {
@@ -73,44 +73,6 @@ static void idp_usage(FILE *out)
 }
 
 /* ------------------------------------------------------------------ serve */
-
-static int read_small_file(char *out, size_t cap, const char *path)
-{
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return 0;
-    size_t n = fread(out, 1, cap - 1, f);
-    fclose(f);
-    out[n] = '\0';
-    while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == '\r' || out[n - 1] == ' '))
-        out[--n] = '\0';
-    return n > 0;
-}
-
-/* Reads DIR/admin.secret or creates it (0600) with a random secret. */
-static int admin_secret_file(char *out, size_t cap, const char *path)
-{
-    if (read_small_file(out, cap, path))
-        return 1;
-    uint8_t raw[32];
-    char *b64 = NULL;
-    if (atr_rand_bytes(raw, sizeof(raw), NULL) != ATR_OK ||
-        atr_b64url_encode_str(&b64, atr_span_of(raw, sizeof(raw))) != ATR_OK)
-        return 0;
-    OPENSSL_cleanse(raw, sizeof(raw));
-    int ok = 0;
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd >= 0) {
-        size_t len = strlen(b64);
-        ok = write(fd, b64, len) == (ssize_t)len && write(fd, "\n", 1) == 1;
-        close(fd);
-    }
-    if (ok)
-        snprintf(out, cap, "%s", b64);
-    OPENSSL_cleanse(b64, strlen(b64));
-    atr_free(b64);
-    return ok;
-}
 
 static int cmd_serve(int argc, char **argv)
 {
@@ -171,7 +133,7 @@ static int cmd_serve(int argc, char **argv)
     struct atr_config *cfg = NULL;
     struct atr_idp *idp = NULL;
     struct atr_http_server *srv = NULL;
-    char secret[SECRET_FILE_MAX];
+    char secret[ATR_CLI_SECRET_MAX];
     char db[4096], secret_path[4096];
     char *res_copy = NULL;
     const char *resources[ATR_IDP_MAX_RESOURCES];
@@ -232,7 +194,7 @@ static int cmd_serve(int argc, char **argv)
     const char *cfg_secret = atr_config_get(cfg, "idp.admin_secret");
     if (cfg_secret != NULL) {
         snprintf(secret, sizeof(secret), "%s", cfg_secret);
-    } else if (!admin_secret_file(secret, sizeof(secret), secret_path)) {
+    } else if (!atr_cli_secret_file_ensure(secret, sizeof(secret), secret_path)) {
         fprintf(stderr, "atrest: cannot read or create %s\n", secret_path);
         goto done;
     }
@@ -398,94 +360,34 @@ static int parse_client(struct client_opts *o, const char *cmd, int argc, char *
     return ATR_EXIT_OK;
 }
 
-/* One call; prints a failure and returns 0 unless the status is @p want. */
+/* One call (with the bootstrap secret when @p admin); 0 unless the status is @p want. */
 static int call(struct atr_http_client_resp *resp, const struct client_opts *o, const char *method,
                 const char *path, const char *body, const char *ctype, int admin, unsigned want)
 {
-    char secret[SECRET_FILE_MAX];
+    char secret[ATR_CLI_SECRET_MAX];
     secret[0] = '\0';
-    if (admin) {
-        const char *env = getenv("ATREST_IDP_ADMIN_SECRET");
-        if (o->secret_file != NULL) {
-            if (!read_small_file(secret, sizeof(secret), o->secret_file)) {
-                fprintf(stderr, "atrest: cannot read %s\n", o->secret_file);
-                return 0;
-            }
-        } else if (env != NULL) {
-            snprintf(secret, sizeof(secret), "%s", env);
-        } else {
-            fprintf(stderr, "atrest: give --admin-secret-file or ATREST_IDP_ADMIN_SECRET\n");
-            return 0;
-        }
-    }
-    struct atr_err err;
-    atr_err_clear(&err);
-    struct atr_http_client_opts co;
-    memset(&co, 0, sizeof(co));
-    co.ca_file = o->ca;
-    co.timeout_ms = 15000;
-    struct atr_http_client *c = NULL;
-    char url[4096];
-    char auth[SECRET_FILE_MAX + 16];
-    snprintf(url, sizeof(url), "%s%s", o->url, path);
-    snprintf(auth, sizeof(auth), "Bearer %s", secret);
-    struct atr_http_header hdrs[3];
-    size_t nh = 0;
-    if (admin)
-        hdrs[nh++] = (struct atr_http_header){"Authorization", auth};
-    if (ctype != NULL)
-        hdrs[nh++] = (struct atr_http_header){"Content-Type", ctype};
-    if (o->tenant != NULL)
-        hdrs[nh++] = (struct atr_http_header){ATR_IDP_DIRECTORY_HEADER, o->tenant};
-    struct atr_http_client_req rq;
-    memset(&rq, 0, sizeof(rq));
-    rq.method = method;
-    rq.url = url;
-    rq.headers = hdrs;
-    rq.nheaders = nh;
-    if (body != NULL)
-        rq.body = atr_span_str(body);
-    int ok = atr_http_client_new(&c, &co, &err) == ATR_OK &&
-             atr_http_client_send(resp, c, &rq, &err) == ATR_OK;
-    atr_http_client_free(c);
+    if (admin &&
+        !atr_cli_secret_read(secret, sizeof(secret), o->secret_file, "ATREST_IDP_ADMIN_SECRET"))
+        return 0;
+    struct atr_cli_rest t = {o->url, o->ca, admin ? secret : NULL,
+                             o->tenant != NULL ? ATR_IDP_DIRECTORY_HEADER : NULL, o->tenant};
+    int ok = atr_cli_rest_call(resp, &t, method, path, body, ctype, want);
     OPENSSL_cleanse(secret, sizeof(secret));
-    OPENSSL_cleanse(auth, sizeof(auth));
-    if (!ok) {
-        fprintf(stderr, "atrest: %s %s: %s\n", method, url, atr_err_msg(&err));
-        return 0;
-    }
-    if (resp->status != want) {
-        const char *b = atr_buf_cstr(&resp->body);
-        fprintf(stderr, "atrest: %s %s: HTTP %u: %s\n", method, path, resp->status,
-                b != NULL ? b : "");
-        return 0;
-    }
-    return 1;
-}
-
-static void print_body(struct atr_http_client_resp *r)
-{
-    const char *b = atr_buf_cstr(&r->body);
-    printf("%s\n", b != NULL ? b : "");
-}
-
-/* JSON body from a pack; returns malloc'ed text or NULL. */
-static char *dumps(json_t *v)
-{
-    char *s = v != NULL ? json_dumps(v, JSON_COMPACT) : NULL;
-    json_decref(v);
-    return s;
+    return ok;
 }
 
 static int run(const struct client_opts *o, const char *method, const char *path, json_t *body,
                int admin, unsigned want, int print)
 {
-    char *b = body != NULL ? dumps(body) : NULL;
+    char *b = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
     struct atr_http_client_resp r;
     atr_http_client_resp_init(&r);
-    int ok = call(&r, o, method, path, b, b != NULL ? "application/json" : NULL, admin, want);
-    if (ok && print)
-        print_body(&r);
+    int ok = call(&r, o, method, path, b, NULL, admin, want);
+    if (ok && print) {
+        const char *text = atr_buf_cstr(&r.body);
+        printf("%s\n", text != NULL ? text : "");
+    }
     atr_http_client_resp_cleanup(&r);
     free(b);
     return ok ? ATR_EXIT_OK : ATR_EXIT_FAIL;
@@ -669,9 +571,9 @@ static int cmd_token(int argc, char **argv)
         return rc < 0 ? ATR_EXIT_OK : rc;
     if (!need("idp token", o.tenant, "--tenant") || !need("idp token", o.client_id, "--client-id"))
         return ATR_EXIT_USAGE;
-    char secret[SECRET_FILE_MAX];
+    char secret[ATR_CLI_SECRET_MAX];
     if (o.client_secret_file != NULL) {
-        if (!read_small_file(secret, sizeof(secret), o.client_secret_file)) {
+        if (!atr_cli_read_small_file(secret, sizeof(secret), o.client_secret_file)) {
             fprintf(stderr, "atrest: cannot read %s\n", o.client_secret_file);
             return ATR_EXIT_FAIL;
         }

@@ -48,7 +48,8 @@ int atr_cli_secret_read(char *out, size_t cap, const char *file, const char *env
 }
 
 int atr_cli_rest_call(struct atr_http_client_resp *resp, const struct atr_cli_rest *t,
-                      const char *method, const char *path, const char *body, unsigned want)
+                      const char *method, const char *path, const char *body, const char *ctype,
+                      unsigned want)
 {
     struct atr_err err;
     atr_err_clear(&err);
@@ -67,7 +68,8 @@ int atr_cli_rest_call(struct atr_http_client_resp *resp, const struct atr_cli_re
         hdrs[nh++] = (struct atr_http_header){"Authorization", auth};
     }
     if (body != NULL)
-        hdrs[nh++] = (struct atr_http_header){"Content-Type", "application/json"};
+        hdrs[nh++] =
+            (struct atr_http_header){"Content-Type", ctype != NULL ? ctype : "application/json"};
     if (t->extra_name != NULL)
         hdrs[nh++] = (struct atr_http_header){t->extra_name, t->extra_value};
     struct atr_http_client_req rq;
@@ -102,7 +104,7 @@ int atr_cli_rest_run(const struct atr_cli_rest *t, const char *method, const cha
     json_decref(body);
     struct atr_http_client_resp r;
     atr_http_client_resp_init(&r);
-    int ok = atr_cli_rest_call(&r, t, method, path, b, want);
+    int ok = atr_cli_rest_call(&r, t, method, path, b, NULL, want);
     if (ok && print) {
         const char *text = atr_buf_cstr(&r.body);
         printf("%s\n", text != NULL ? text : "");

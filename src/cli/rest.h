@@ -44,12 +44,14 @@ int atr_cli_secret_file_ensure(char *out, size_t cap, const char *path);
 int atr_cli_read_small_file(char *out, size_t cap, const char *path);
 
 /**
- * Sends one request (@p body JSON text or NULL) and checks the status.
+ * Sends one request (@p body text or NULL, of type @p ctype; NULL means
+ * application/json) and checks the status.
  * @param[out] resp the response (release with atr_http_client_resp_cleanup).
  * @return 1 when the status is @p want; else prints the failure, returns 0.
  */
 int atr_cli_rest_call(struct atr_http_client_resp *resp, const struct atr_cli_rest *t,
-                      const char *method, const char *path, const char *body, unsigned want);
+                      const char *method, const char *path, const char *body, const char *ctype,
+                      unsigned want);
 
 /**
  * As atr_cli_rest_call() with a JSON body built by the caller (stolen; may
