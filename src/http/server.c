@@ -120,6 +120,9 @@ struct atr_http_server {
     void *auth_ctx;
     int (*accept)(const char *client_ip, void *accept_ctx);
     void *accept_ctx;
+    void (*observe)(const struct atr_route *route, const char *method, unsigned status,
+                    int64_t duration_ms, void *observe_ctx);
+    void *observe_ctx;
     const struct atr_clock *clock;
     const struct atr_route *routes;
     size_t nroutes;
@@ -546,6 +549,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                    req->client_ip, "route", "s",
                    req->match.route != NULL ? req->match.route->pattern : "-", "end", "s",
                    termination_name(toe), NULL);
+    if (srv->observe != NULL)
+        srv->observe(req->match.route, method, req->status_sent, ms, srv->observe_ctx);
     req_free(req);
     inflight_add(srv, -1);
 }
@@ -1005,6 +1010,8 @@ atr_status atr_http_server_new(struct atr_http_server **out,
     srv->auth_ctx = opts->auth_ctx;
     srv->accept = opts->accept;
     srv->accept_ctx = opts->accept_ctx;
+    srv->observe = opts->observe;
+    srv->observe_ctx = opts->observe_ctx;
     srv->clock = opts->clock != NULL ? opts->clock : atr_clock_real();
     srv->name = atr_strdup(opts->name != NULL ? opts->name : "http");
     srv->listen_addr = atr_strdup(opts->listen_addr != NULL ? opts->listen_addr : "127.0.0.1");

@@ -108,6 +108,14 @@ struct atr_http_server_opts {
      */
     int (*accept)(const char *client_ip, void *accept_ctx);
     void *accept_ctx;
+    /*
+     * Called once per completed request, after the access log line, with
+     * the matched route (NULL when none matched), the method, the status
+     * sent and the duration; for metrics. Runs on a pool thread.
+     */
+    void (*observe)(const struct atr_route *route, const char *method, unsigned status,
+                    int64_t duration_ms, void *observe_ctx);
+    void *observe_ctx;
 };
 
 /**

@@ -1719,8 +1719,9 @@ static atr_status h_rng(struct atr_http_req *req, struct atr_http_resp *resp, vo
     ATR_TRY(body_json(&body, req, resp));
     json_t *c = json_object_get(body, "count");
     json_int_t n = json_integer_value(c);
+    int is_int = json_is_integer(c);
     json_decref(body);
-    if (!json_is_integer(c) || n < 1 || n > 128)
+    if (!is_int || n < 1 || n > 128)
         return bad_param(resp, "count must be an integer from 1 to 128.");
     uint8_t raw[128];
     ATR_TRY(atr_rand_bytes(raw, (size_t)n, NULL));
@@ -2027,8 +2028,9 @@ static atr_status h_clock(struct atr_http_req *req, struct atr_http_resp *resp, 
     ATR_TRY(body_json(&body, req, resp));
     json_t *adv = json_object_get(body, "advanceSeconds");
     json_int_t s = json_integer_value(adv);
+    int is_int = json_is_integer(adv);
     json_decref(body);
-    if (!json_is_integer(adv) || s < 0 || s > (json_int_t)3650 * 86400)
+    if (!is_int || s < 0 || s > (json_int_t)3650 * 86400)
         return bad_param(resp, "advanceSeconds must be an integer from 0 to 315360000.");
     atr_test_clock_advance(&v->tclock, (int64_t)s * 1000);
     unsigned rotated = 0, purged = 0;
@@ -2069,7 +2071,7 @@ static int resolve_host(struct principal *p, const struct atr_vault *v, const ch
             return 0;
         for (char *c = h; *c != '\0'; c++)
             *c = (char)(*c >= 'A' && *c <= 'Z' ? *c + 32 : *c);
-        snprintf(p->vault, sizeof(p->vault), "%s", h);
+        snprintf(p->vault, sizeof(p->vault), "%.24s", h);
         return 1;
     }
     if (v->default_vault[0] == '\0')
