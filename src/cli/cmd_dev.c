@@ -1,29 +1,60 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * atrest dev: the whole local system in one command, with fresh TLS
- * certificates and all state in one folder.
+ * certificates and all state in one folder (design section 1).
  *
- * Today the system is the HTTPS plumbing: a local CA and server certificate
- * in DIR/tls and the JSON echo server. As the identity server, the vault and
- * the service land, this command starts them too and provisions the demo
- * tenant (design section 1).
+ * One process runs the three servers on loopback: the identity server
+ * (DIR/idp), the key vault (DIR/vault, test mode) and the data service
+ * (DIR/service). On the first start it provisions the demo through their
+ * REST APIs, as an operator would: a directory "Contoso" whose id is the
+ * demo tenant, a client application with the Records.Write, Records.Read
+ * and DataEncryption.Admin roles, a vault "contoso" with soft delete and
+ * purge protection holding an RSA key, the tenant in the service, and sample
+ * records. What it made is kept in DIR/demo.json (0600) and reused on later
+ * starts. DIR/profile holds the URLs and ids for the CLI and scripts.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <openssl/crypto.h>
 
 #include "base/error.h"
+#include "base/log.h"
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/rest.h"
 #include "http/server.h"
+#include "identity/idp.h"
+#include "identity/jwt.h"
+#include "service/service.h"
+#include "vault/vault.h"
 
 #define DEV_DEFAULT_PORT 8443
+#define DEV_VAULT        "contoso"
+#define DEV_KEY          "tenant-key"
 
-struct dev_ctx {
-    const char *ca_file;
+/* Everything `atrest dev` runs. */
+struct dev {
+    const char *dir;
+    char ca[PATH_MAX], cert[PATH_MAX], key[PATH_MAX];
+    struct atr_idp *idp;
+    struct atr_vault *vault;
+    struct atr_service *svc;
+    struct atr_http_server *idp_srv, *vault_srv, *svc_srv;
+    char idp_url[128], vault_url[128], svc_url[128];
+    char idp_secret[ATR_CLI_SECRET_MAX], vault_secret[ATR_CLI_SECRET_MAX],
+        svc_secret[ATR_CLI_SECRET_MAX];
+    json_t *demo; /* tenant, appId, secret, spId */
+    char token[ATR_JWT_MAX_LEN + 1];
 };
 
 static void dev_usage(FILE *out)
@@ -31,30 +62,412 @@ static void dev_usage(FILE *out)
     fprintf(out,
             "usage: atrest dev [--dir DIR] [--port N]\n"
             "\n"
-            "Starts the local system with fresh TLS certificates and its state in DIR:\n"
-            "a local CA and server certificate in DIR/tls, and the HTTPS demo server.\n"
-            "Runs until Ctrl-C (SIGINT) or SIGTERM.\n"
+            "Starts the local system with its state in DIR: the identity server, the key\n"
+            "vault and the data service on 127.0.0.1 with TLS certificates from a local CA\n"
+            "(DIR/tls), and on the first start provisions a demo tenant with sample records.\n"
+            "Prints the service URL first, then a token and example commands. Runs until\n"
+            "Ctrl-C (SIGINT) or SIGTERM.\n"
             "\n"
             "options:\n"
             "  --dir DIR   state folder (default .dev; created 0700)\n"
-            "  --port N    TCP port on 127.0.0.1, 0 for any free port (default %d)\n"
+            "  --port N    service port; the identity server and vault take the next two\n"
+            "              (default %d; 0 = free ports for all three)\n"
             "  --help      show this help\n",
             DEV_DEFAULT_PORT);
 }
 
-static void dev_ready(const char *url, void *ctx)
+static int path_join(char *out, size_t cap, const char *a, const char *b)
 {
-    const struct dev_ctx *dc = ctx;
-    /* a line with the URL alone comes first, so scripts can read it */
+    return snprintf(out, cap, "%s/%s", a, b) < (int)cap;
+}
+
+static int start_server(struct atr_http_server **out, char *url, size_t url_cap,
+                        struct atr_http_server_opts *so, const struct atr_route *routes,
+                        size_t nroutes, void *app)
+{
+    struct atr_err err;
+    atr_err_clear(&err);
+    if (atr_http_server_new(out, so, routes, nroutes, app, &err) != ATR_OK ||
+        atr_http_server_start(*out, &err) != ATR_OK ||
+        atr_http_server_url(url, url_cap, *out) != ATR_OK) {
+        fprintf(stderr, "atrest dev: %s server: %s\n", so->name, atr_err_msg(&err));
+        return 0;
+    }
+    return 1;
+}
+
+static void base_opts(struct atr_http_server_opts *so, const struct dev *d, const char *name,
+                      unsigned long port)
+{
+    memset(so, 0, sizeof(*so));
+    so->name = name;
+    so->listen_addr = "127.0.0.1";
+    so->port = (uint16_t)port;
+    so->cert_file = d->cert;
+    so->key_file = d->key;
+}
+
+static int start_all(struct dev *d, unsigned long port)
+{
+    char state[PATH_MAX], path[PATH_MAX], path2[PATH_MAX];
+    struct atr_err err;
+    atr_err_clear(&err);
+    struct atr_http_server_opts so;
+    size_t n;
+
+    /* identity server */
+    if (!path_join(state, sizeof(state), d->dir, "idp") ||
+        (mkdir(state, 0700) != 0 && errno != EEXIST) ||
+        !path_join(path, sizeof(path), state, "idp.db") ||
+        !path_join(path2, sizeof(path2), state, "admin.secret") ||
+        !atr_cli_secret_file_ensure(d->idp_secret, sizeof(d->idp_secret), path2)) {
+        fprintf(stderr, "atrest dev: cannot prepare %s\n", state);
+        return 0;
+    }
+    struct atr_idp_opts io;
+    memset(&io, 0, sizeof(io));
+    io.db_path = path;
+    io.admin_secret = d->idp_secret;
+    if (atr_idp_new(&d->idp, &io, &err) != ATR_OK) {
+        fprintf(stderr, "atrest dev: identity server: %s\n", atr_err_msg(&err));
+        return 0;
+    }
+    base_opts(&so, d, "idp", port != 0 ? port + 1 : 0);
+    so.auth = atr_idp_auth;
+    so.auth_ctx = d->idp;
+    const struct atr_route *routes = atr_idp_routes(&n);
+    if (!start_server(&d->idp_srv, d->idp_url, sizeof(d->idp_url), &so, routes, n, d->idp))
+        return 0;
+    if (atr_idp_set_authority(d->idp, d->idp_url, &err) != ATR_OK) {
+        fprintf(stderr, "atrest dev: identity server: %s\n", atr_err_msg(&err));
+        return 0;
+    }
+
+    /* key vault (test mode: faults and the clock can be driven by tests) */
+    char mk[PATH_MAX];
+    if (!path_join(state, sizeof(state), d->dir, "vault") ||
+        (mkdir(state, 0700) != 0 && errno != EEXIST) ||
+        !path_join(path, sizeof(path), state, "vault.db") ||
+        !path_join(mk, sizeof(mk), state, "master.key") ||
+        !path_join(path2, sizeof(path2), state, "admin.secret") ||
+        !atr_cli_secret_file_ensure(d->vault_secret, sizeof(d->vault_secret), path2)) {
+        fprintf(stderr, "atrest dev: cannot prepare %s\n", state);
+        return 0;
+    }
+    struct atr_vault_opts vo;
+    memset(&vo, 0, sizeof(vo));
+    vo.db_path = path;
+    vo.master_key_path = mk;
+    vo.idp_authority = d->idp_url;
+    vo.ca_file = d->ca;
+    vo.default_vault = DEV_VAULT;
+    vo.admin_secret = d->vault_secret;
+    vo.test_mode = 1;
+    if (atr_vault_new(&d->vault, &vo, &err) != ATR_OK ||
+        atr_vault_ticker_start(d->vault, &err) != ATR_OK) {
+        fprintf(stderr, "atrest dev: vault: %s\n", atr_err_msg(&err));
+        return 0;
+    }
+    base_opts(&so, d, "vault", port != 0 ? port + 2 : 0);
+    so.auth = atr_vault_auth;
+    so.auth_ctx = d->vault;
+    so.accept = atr_vault_accept;
+    so.accept_ctx = d->vault;
+    routes = atr_vault_routes(&n);
+    if (!start_server(&d->vault_srv, d->vault_url, sizeof(d->vault_url), &so, routes, n, d->vault))
+        return 0;
+
+    /* the data service */
+    char srk[PATH_MAX], db[PATH_MAX + 8];
+    if (!path_join(state, sizeof(state), d->dir, "service") ||
+        (mkdir(state, 0700) != 0 && errno != EEXIST) ||
+        !path_join(path, sizeof(path), state, "atrest.db") ||
+        snprintf(db, sizeof(db), "sqlite:%s", path) >= (int)sizeof(db) ||
+        !path_join(srk, sizeof(srk), state, "srk.key") ||
+        !path_join(path2, sizeof(path2), state, "admin.secret") ||
+        !atr_cli_secret_file_ensure(d->svc_secret, sizeof(d->svc_secret), path2)) {
+        fprintf(stderr, "atrest dev: cannot prepare %s\n", state);
+        return 0;
+    }
+    struct atr_service_opts sv;
+    memset(&sv, 0, sizeof(sv));
+    sv.store_location = db;
+    sv.srk_path = srk;
+    sv.idp_authority = d->idp_url;
+    sv.ca_file = d->ca;
+    sv.admin_secret = d->svc_secret;
+    if (atr_service_new(&d->svc, &sv, &err) != ATR_OK) {
+        fprintf(stderr, "atrest dev: service: %s\n", atr_err_msg(&err));
+        return 0;
+    }
+    base_opts(&so, d, "service", port);
+    so.auth = atr_service_auth;
+    so.auth_ctx = d->svc;
+    so.observe = atr_service_observe;
+    so.observe_ctx = d->svc;
+    routes = atr_service_routes(&n);
+    return start_server(&d->svc_srv, d->svc_url, sizeof(d->svc_url), &so, routes, n, d->svc);
+}
+
+/* ---------------------------------------------------------------- demo */
+
+/* One REST call; returns the parsed JSON answer (or an empty object) or NULL on failure. */
+static json_t *rest(const char *url, const char *ca, const char *bearer, const char *xname,
+                    const char *xvalue, const char *method, const char *path, json_t *body,
+                    const char *form, unsigned want)
+{
+    char *b = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    struct atr_cli_rest t = {url, ca, bearer, xname, xvalue};
+    struct atr_http_client_resp r;
+    atr_http_client_resp_init(&r);
+    int ok = atr_cli_rest_call(&r, &t, method, path, form != NULL ? form : b,
+                               form != NULL ? "application/x-www-form-urlencoded" : NULL, want);
+    json_t *out = NULL;
+    if (ok) {
+        const char *text = atr_buf_cstr(&r.body);
+        out = text != NULL && text[0] != '\0' ? json_loads(text, 0, NULL) : json_object();
+        if (out == NULL)
+            out = json_object();
+    }
+    atr_http_client_resp_cleanup(&r);
+    free(b);
+    return out;
+}
+
+static int token_for(char *out, size_t cap, const struct dev *d, const char *scope)
+{
+    const char *tid = json_string_value(json_object_get(d->demo, "tenant"));
+    const char *app = json_string_value(json_object_get(d->demo, "appId"));
+    const char *sec = json_string_value(json_object_get(d->demo, "secret"));
+    char form[1024], path[128];
+    snprintf(form, sizeof(form),
+             "grant_type=client_credentials&client_id=%s&client_secret=%s&scope=%s", app, sec,
+             scope);
+    snprintf(path, sizeof(path), "/%s/oauth2/v2.0/token", tid);
+    json_t *r = rest(d->idp_url, d->ca, NULL, NULL, NULL, "POST", path, NULL, form, 200);
+    OPENSSL_cleanse(form, sizeof(form));
+    const char *tok = json_string_value(json_object_get(r, "access_token"));
+    int ok = tok != NULL && strlen(tok) < cap;
+    if (ok)
+        snprintf(out, cap, "%s", tok);
+    json_decref(r);
+    return ok;
+}
+
+static int write_private(const char *path, const char *text)
+{
+    char tmp[PATH_MAX + 8];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    (void)unlink(tmp);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        return 0;
+    size_t len = strlen(text);
+    int ok = write(fd, text, len) == (ssize_t)len && fsync(fd) == 0;
+    close(fd);
+    return ok && rename(tmp, path) == 0;
+}
+
+static const char sample_actions[][16] = {"login", "download", "share", "delete", "upload"};
+static const char sample_apps[][16] = {"Mail", "Files", "Chat"};
+
+/* The first start: directory, client app, roles, vault and key, tenant, records. */
+static int provision(struct dev *d, const char *demo_path)
+{
+    const char *ia = d->idp_secret;
+    json_t *dir = rest(d->idp_url, d->ca, ia, NULL, NULL, "POST", "/admin/directories",
+                       json_pack("{s:s}", "displayName", "Contoso"), NULL, 201);
+    const char *tid = json_string_value(json_object_get(dir, "id"));
+    if (tid == NULL) {
+        json_decref(dir);
+        return 0;
+    }
+    char path[512];
+    snprintf(path, sizeof(path), "/admin/directories/%s/applications", tid);
+    json_t *app = rest(
+        d->idp_url, d->ca, ia, NULL, NULL, "POST", path,
+        json_pack("{s:s,s:b}", "displayName", "atrest demo client", "multiTenant", 0), NULL, 201);
+    json_t *sp =
+        app == NULL
+            ? NULL
+            : rest(d->idp_url, d->ca, ia, ATR_IDP_DIRECTORY_HEADER, tid, "POST",
+                   "/v1.0/servicePrincipals",
+                   json_pack("{s:s}", "appId", json_string_value(json_object_get(app, "appId"))),
+                   NULL, 201);
+    const char *spid = json_string_value(json_object_get(sp, "id"));
+    int ok = spid != NULL;
+    static const char *const roles[] = {ATR_ROLE_WRITE, ATR_ROLE_READ, ATR_ROLE_ADMIN};
+    for (size_t i = 0; ok && i < 3; i++) {
+        snprintf(path, sizeof(path), "/admin/directories/%s/servicePrincipals/%s/roles", tid, spid);
+        json_t *g = rest(d->idp_url, d->ca, ia, NULL, NULL, "POST", path,
+                         json_pack("{s:s}", "role", roles[i]), NULL, 200);
+        ok = g != NULL;
+        json_decref(g);
+    }
+    if (ok) {
+        d->demo = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s}", "tenant", tid, "appId",
+                            json_string_value(json_object_get(app, "appId")), "secret",
+                            json_string_value(json_object_get(app, "secret")), "spId", spid,
+                            "vault", DEV_VAULT, "key", DEV_KEY);
+        ok = d->demo != NULL;
+    }
+    /* the customer's vault: soft delete + purge protection, a key for BYOK */
+    if (ok) {
+        snprintf(path, sizeof(path), "/admin/vaults/%s", DEV_VAULT);
+        json_t *v = rest(d->vault_url, d->ca, d->vault_secret, NULL, NULL, "PUT", path,
+                         json_pack("{s:s,s:b,s:i,s:[{s:s,s:s,s:{s:[s]}}]}", "directoryId", tid,
+                                   "enablePurgeProtection", 1, "softDeleteRetentionInDays", 90,
+                                   "accessPolicies", "tenantId", tid, "objectId", spid,
+                                   "permissions", "keys", "all"),
+                         NULL, 201);
+        ok = v != NULL;
+        json_decref(v);
+    }
+    char vtok[ATR_JWT_MAX_LEN + 1];
+    if (ok && (ok = token_for(vtok, sizeof(vtok), d, "https://vault.azure.net/.default"))) {
+        snprintf(path, sizeof(path), "/keys/%s/create?api-version=7.4", DEV_KEY);
+        json_t *k = rest(d->vault_url, d->ca, vtok, NULL, NULL, "POST", path,
+                         json_pack("{s:s,s:i}", "kty", "RSA", "key_size", 3072), NULL, 200);
+        const char *kid = json_string_value(json_object_get(json_object_get(k, "key"), "kid"));
+        ok = kid != NULL;
+        if (ok)
+            json_object_set_new(d->demo, "keyId", json_string(kid));
+        json_decref(k);
+    }
+    OPENSSL_cleanse(vtok, sizeof(vtok));
+    char stok[ATR_JWT_MAX_LEN + 1];
+    if (ok && (ok = token_for(stok, sizeof(stok), d, "api://atrest/.default"))) {
+        snprintf(path, sizeof(path), "/v1/tenants/%s", tid);
+        json_t *t = rest(d->svc_url, d->ca, stok, NULL, NULL, "PUT", path, NULL, NULL, 201);
+        ok = t != NULL;
+        json_decref(t);
+    }
+    if (ok) {
+        /* sample activity: 60 records over the last hour */
+        char *nd = NULL;
+        size_t nd_len = 0;
+        FILE *m = open_memstream(&nd, &nd_len);
+        int64_t now = (int64_t)time(NULL);
+        for (int i = 0; m != NULL && i < 60; i++) {
+            time_t at = (time_t)(now - 3600 + i * 60);
+            struct tm tmv;
+            gmtime_r(&at, &tmv);
+            char ts[32];
+            strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tmv);
+            fprintf(m,
+                    "{\"time\":\"%s\",\"user\":\"user%d@contoso.example\",\"app\":\"%s\","
+                    "\"action\":\"%s\",\"ip\":\"203.0.113.%d\",\"bytes\":%d}\n",
+                    ts, i % 7, sample_apps[i % 3], sample_actions[i % 5], 10 + i % 50, i * 1000);
+        }
+        if (m != NULL)
+            fclose(m);
+        snprintf(path, sizeof(path), "%s/v1/tenants/%s/records", d->svc_url, tid);
+        struct atr_cli_rest t = {d->svc_url, d->ca, stok, NULL, NULL};
+        struct atr_http_client_resp r;
+        atr_http_client_resp_init(&r);
+        snprintf(path, sizeof(path), "/v1/tenants/%s/records", tid);
+        ok = nd != NULL && atr_cli_rest_call(&r, &t, "POST", path, nd, "application/x-ndjson", 200);
+        atr_http_client_resp_cleanup(&r);
+        free(nd);
+    }
+    OPENSSL_cleanse(stok, sizeof(stok));
+    if (ok) {
+        char *text = json_dumps(d->demo, JSON_INDENT(2));
+        ok = text != NULL && write_private(demo_path, text);
+        if (text != NULL)
+            OPENSSL_cleanse(text, strlen(text));
+        free(text);
+    }
+    json_decref(dir);
+    json_decref(app);
+    json_decref(sp);
+    return ok;
+}
+
+static int write_profile(const struct dev *d)
+{
+    char path[PATH_MAX];
+    if (!path_join(path, sizeof(path), d->dir, "profile"))
+        return 0;
+    const char *kid = json_string_value(json_object_get(d->demo, "keyId"));
+    char *text = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&text, &len);
+    if (m == NULL)
+        return 0;
+    fprintf(m,
+            "# written by atrest dev; source it: . %s\n"
+            "ATREST_URL=%s\nATREST_IDP_URL=%s\nATREST_VAULT_URL=%s\nATREST_CA=%s\n"
+            "ATREST_TENANT=%s\nATREST_CLIENT_ID=%s\nATREST_DEMO_FILE=%s/demo.json\n"
+            "ATREST_VAULT_KEY_ID=%s\n",
+            path, d->svc_url, d->idp_url, d->vault_url, d->ca,
+            json_string_value(json_object_get(d->demo, "tenant")),
+            json_string_value(json_object_get(d->demo, "appId")), d->dir, kid != NULL ? kid : "");
+    int ok = fclose(m) == 0 && text != NULL && write_private(path, text);
+    free(text);
+    return ok;
+}
+
+static int demo_ready(struct dev *d)
+{
+    char demo_path[PATH_MAX];
+    if (!path_join(demo_path, sizeof(demo_path), d->dir, "demo.json"))
+        return 0;
+    d->demo = json_load_file(demo_path, 0, NULL);
+    if (d->demo == NULL && !provision(d, demo_path)) {
+        fprintf(stderr, "atrest dev: provisioning the demo failed (see the messages above)\n");
+        return 0;
+    }
+    return write_profile(d) && token_for(d->token, sizeof(d->token), d, "api://atrest/.default");
+}
+
+static void print_ready(const struct dev *d)
+{
+    const char *tid = json_string_value(json_object_get(d->demo, "tenant"));
+    /* a line with the service URL alone comes first, so scripts can read it */
     printf("%s\n"
            "\n"
-           "atrest dev is running. Try:\n"
-           "  curl --cacert %s %s/healthz\n"
-           "  curl --cacert %s -H 'Content-Type: application/json' -d '{\"hello\":\"world\"}' "
-           "%s/echo\n"
+           "atrest dev is running (state in %s):\n"
+           "  service          %s\n"
+           "  identity server  %s\n"
+           "  key vault        %s (vault \"%s\", key \"%s\")\n"
+           "  demo tenant      %s\n"
            "\n"
-           "Stop with Ctrl-C.\n",
-           url, dc->ca_file, url, dc->ca_file, url);
+           "A token for the demo tenant (1 hour; roles Records.Write, Records.Read,\n"
+           "DataEncryption.Admin):\n"
+           "  export TOKEN=%s\n"
+           "\n"
+           "Try:\n"
+           "  curl --cacert %s -H \"Authorization: Bearer $TOKEN\" "
+           "%s/v1/tenants/%s/records\n"
+           "  curl --cacert %s -H \"Authorization: Bearer $TOKEN\" "
+           "%s/v1/tenants/%s/encryption\n"
+           "  curl --cacert %s -H \"Authorization: Bearer $TOKEN\" "
+           "-H 'Content-Type: application/x-ndjson' --data-binary "
+           "'{\"time\":\"2026-01-01T00:00:00Z\",\"user\":\"u\",\"app\":\"a\","
+           "\"action\":\"login\",\"ip\":\"192.0.2.1\"}' %s/v1/tenants/%s/records\n"
+           "  curl --cacert %s %s/metrics\n"
+           "URLs and ids for scripts: %s/profile. Stop with Ctrl-C.\n",
+           d->svc_url, d->dir, d->svc_url, d->idp_url, d->vault_url, DEV_VAULT, DEV_KEY, tid,
+           d->token, d->ca, d->svc_url, tid, d->ca, d->svc_url, tid, d->ca, d->svc_url, tid, d->ca,
+           d->svc_url, d->dir);
+    fflush(stdout);
+}
+
+static void dev_free(struct dev *d)
+{
+    atr_http_server_free(d->svc_srv);
+    atr_http_server_free(d->vault_srv);
+    atr_http_server_free(d->idp_srv);
+    atr_service_free(d->svc);
+    atr_vault_free(d->vault);
+    atr_idp_free(d->idp);
+    json_decref(d->demo);
+    OPENSSL_cleanse(d->idp_secret, sizeof(d->idp_secret));
+    OPENSSL_cleanse(d->vault_secret, sizeof(d->vault_secret));
+    OPENSSL_cleanse(d->svc_secret, sizeof(d->svc_secret));
+    OPENSSL_cleanse(d->token, sizeof(d->token));
 }
 
 int atr_cmd_dev(int argc, char **argv)
@@ -65,21 +478,22 @@ int atr_cmd_dev(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *dir = ".dev";
+    struct dev d;
+    memset(&d, 0, sizeof(d));
+    d.dir = ".dev";
     unsigned long port = DEV_DEFAULT_PORT;
-
     opterr = 0;
     optind = 1;
     int ch;
     while ((ch = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
         switch (ch) {
         case 'd':
-            dir = optarg;
+            d.dir = optarg;
             break;
         case 'p':
-            if (!atr_args_parse_ulong(&port, optarg, 0, 65535))
+            if (!atr_args_parse_ulong(&port, optarg, 0, 65533))
                 return atr_args_usage_error(
-                    "dev", "--port must be a number from 0 to 65535, not '%s'", optarg);
+                    "dev", "--port must be a number from 0 to 65533, not '%s'", optarg);
             break;
         case 'h':
             dev_usage(stdout);
@@ -90,33 +504,46 @@ int atr_cmd_dev(int argc, char **argv)
     }
     if (optind < argc)
         return atr_args_usage_error("dev", "unexpected argument '%s'", argv[optind]);
-    if (dir[0] == '\0')
+    if (d.dir[0] == '\0')
         return atr_args_usage_error("dev", "--dir must not be empty");
 
-    char tls[PATH_MAX], ca[PATH_MAX], cert[PATH_MAX], key[PATH_MAX];
-    if (snprintf(tls, sizeof(tls), "%s/tls", dir) >= (int)sizeof(tls) ||
-        snprintf(ca, sizeof(ca), "%s/ca.pem", tls) >= (int)sizeof(ca) ||
-        snprintf(cert, sizeof(cert), "%s/server.pem", tls) >= (int)sizeof(cert) ||
-        snprintf(key, sizeof(key), "%s/server.key", tls) >= (int)sizeof(key)) {
+    char tls[PATH_MAX];
+    if (!path_join(tls, sizeof(tls), d.dir, "tls") ||
+        !path_join(d.ca, sizeof(d.ca), tls, "ca.pem") ||
+        !path_join(d.cert, sizeof(d.cert), tls, "server.pem") ||
+        !path_join(d.key, sizeof(d.key), tls, "server.key")) {
         fprintf(stderr, "atrest dev: the folder path is too long\n");
         return ATR_EXIT_FAIL;
     }
-    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
-        fprintf(stderr, "atrest dev: cannot create %s: %s\n", dir, strerror(errno));
+    if (mkdir(d.dir, 0700) != 0 && errno != EEXIST) {
+        fprintf(stderr, "atrest dev: cannot create %s: %s\n", d.dir, strerror(errno));
         return ATR_EXIT_FAIL;
     }
     static const char *const hosts[] = {"localhost", "127.0.0.1"};
     int rc = atr_cli_cert_make(tls, hosts, ATR_ARRAY_LEN(hosts), 0);
     if (rc != ATR_EXIT_OK)
         return rc;
-
-    struct atr_http_server_opts opts;
-    memset(&opts, 0, sizeof(opts));
-    opts.name = "dev";
-    opts.listen_addr = "127.0.0.1";
-    opts.port = (uint16_t)port;
-    opts.cert_file = cert;
-    opts.key_file = key;
-    struct dev_ctx dc = {ca};
-    return atr_cli_echo_serve(&opts, dev_ready, &dc);
+    struct atr_err err;
+    atr_err_clear(&err);
+    rc = ATR_EXIT_FAIL;
+    if (atr_http_signals_block(&err) != ATR_OK) {
+        fprintf(stderr, "atrest dev: %s\n", atr_err_msg(&err));
+        return rc;
+    }
+    if (start_all(&d, port) && demo_ready(&d)) {
+        print_ready(&d);
+        int sig = 0;
+        if (atr_http_signals_wait(&sig, &err) == ATR_OK) {
+            atr_log(ATR_LOG_INFO, "dev.signal", NULL, "received %s; stopping",
+                    sig == SIGTERM ? "SIGTERM" : "SIGINT");
+            rc = ATR_EXIT_OK;
+        } else {
+            fprintf(stderr, "atrest dev: %s\n", atr_err_msg(&err));
+        }
+        atr_http_server_stop(d.svc_srv);
+        atr_http_server_stop(d.vault_srv);
+        atr_http_server_stop(d.idp_srv);
+    }
+    dev_free(&d);
+    return rc;
 }

@@ -24,6 +24,8 @@ static const struct atr_cli_command commands[] = {
     {"idp", "run the identity server (Entra ID subset) and its admin commands", atr_cmd_idp},
     {"vault", "run the key vault server (Azure Key Vault keys) and its admin commands",
      atr_cmd_vault},
+    {"serve", "run the data service (tenants, encrypted records, audit, metrics)", atr_cmd_serve},
+    {"srk", "rotate the service root key of a running service", atr_cmd_srk},
 };
 
 static void usage(FILE *out)

@@ -59,12 +59,17 @@ int atr_cli_rest_call(struct atr_http_client_resp *resp, const struct atr_cli_re
     co.timeout_ms = 30000;
     struct atr_http_client *c = NULL;
     char url[4096];
-    char auth[ATR_CLI_SECRET_MAX + 16];
+    char *auth = NULL;
     snprintf(url, sizeof(url), "%s%s", t->url, path);
     struct atr_http_header hdrs[3];
     size_t nh = 0;
     if (t->bearer != NULL) {
-        snprintf(auth, sizeof(auth), "Bearer %s", t->bearer);
+        size_t alen = strlen(t->bearer) + 8;
+        if ((auth = atr_malloc(alen)) == NULL) {
+            fprintf(stderr, "atrest: out of memory\n");
+            return 0;
+        }
+        snprintf(auth, alen, "Bearer %s", t->bearer);
         hdrs[nh++] = (struct atr_http_header){"Authorization", auth};
     }
     if (body != NULL)
@@ -83,7 +88,10 @@ int atr_cli_rest_call(struct atr_http_client_resp *resp, const struct atr_cli_re
     int ok = atr_http_client_new(&c, &co, &err) == ATR_OK &&
              atr_http_client_send(resp, c, &rq, &err) == ATR_OK;
     atr_http_client_free(c);
-    OPENSSL_cleanse(auth, sizeof(auth));
+    if (auth != NULL) {
+        OPENSSL_cleanse(auth, strlen(auth));
+        atr_free(auth);
+    }
     if (!ok) {
         fprintf(stderr, "atrest: %s %s: %s\n", method, url, atr_err_msg(&err));
         return 0;

@@ -1,85 +1,78 @@
 #!/usr/bin/env bash
 # cli.dev: `atrest dev` as the README's "run it" command uses it.
-#   starts in a fresh state folder on a free port, prints the URL and the
-#   example commands, serves /healthz and /echo over TLS trusted through the
-#   generated CA, reuses the CA on a second start, and stops cleanly (exit 0)
-#   on SIGTERM. Every wait is bounded; the server is killed on any exit.
+#   starts in a fresh state folder on free ports and prints the service URL
+#   first, then a token and example commands; the identity server, the vault
+#   and the service run with TLS trusted through the generated CA; the demo
+#   tenant exists with its sample records, encrypted under managed keys; the
+#   vault holds the demo key in a purge-protected vault; DIR/profile names
+#   everything. A second start reuses the CA and the demo (no second
+#   provisioning) and stops cleanly (exit 0) on SIGTERM. Every wait is
+#   bounded; the process is killed on any exit.
 set -euo pipefail
-
 bin=${1:?usage: dev.sh path/to/atrest}
-tmp=$(mktemp -d /tmp/atr-dev-XXXXXX)
-pid=
-cleanup() {
-    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    fi
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-fail() {
-    echo "FAIL: $*" >&2
-    [ -f "$tmp/out" ] && sed 's/^/  out: /' "$tmp/out" >&2
-    [ -f "$tmp/err" ] && sed 's/^/  err: /' "$tmp/err" >&2
-    exit 1
-}
+. "$(dirname "$0")/lib.sh"
+t=$atr_tmp
+state="$t/state"
 
 start() {
-    "$bin" dev --dir "$tmp/state" --port 0 >"$tmp/out" 2>"$tmp/err" &
-    pid=$!
-    url=
+    atr_start dev "$bin" dev --dir "$state" --port 0
+    url=$ATR_URL
     for _ in $(seq 1 100); do
-        url=$(grep -m1 '^https://' "$tmp/out" || true)
-        [ -n "$url" ] && break
-        kill -0 "$pid" 2>/dev/null || fail "atrest dev exited early"
+        grep -q '^  export TOKEN=' "$t/dev.out" && return 0
         sleep 0.1
     done
-    [ -n "$url" ] || fail "atrest dev printed no URL within 10 s"
+    fail "no token printed within 10 s"
 }
 
-stop() {
-    kill -TERM "$pid"
-    for _ in $(seq 1 100); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -0 "$pid" 2>/dev/null && fail "atrest dev did not stop within 10 s of SIGTERM"
-    set +e
-    wait "$pid"
-    rc=$?
-    set -e
-    pid=
-    [ "$rc" -eq 0 ] || fail "atrest dev exited $rc after SIGTERM, want 0"
-}
-
-echo "--- first start"
+echo "--- first start provisions the demo"
 start
-ca="$tmp/state/tls/ca.pem"
+ca="$state/tls/ca.pem"
 [ -f "$ca" ] || fail "no CA at $ca"
-[ "$(stat -c %a "$tmp/state/tls/server.key")" = 600 ] || fail "server key is not 0600"
-[ "$(stat -c %a "$tmp/state")" = 700 ] || fail "state folder is not 0700"
-grep -q "curl --cacert $ca" "$tmp/out" || fail "no example command printed"
-body=$(curl -sS --max-time 5 --cacert "$ca" "$url/healthz")
-[ "$body" = '{"status":"ok"}' ] || fail "healthz answered: $body"
-port=${url##*:}
-body=$(curl -sS --max-time 5 --cacert "$ca" -H 'Content-Type: application/json' \
-    -d '{"hello":"world"}' "https://localhost:$port/echo")
-grep -q '"echo":{"hello":"world"}' <<<"$body" || fail "echo answered: $body"
-code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 --cacert "$ca" "$url/nope")
-[ "$code" = 404 ] || fail "unknown path answered $code"
-stop
+[ "$(stat -c %a "$state/tls/server.key")" = 600 ] || fail "server key is not 0600"
+[ "$(stat -c %a "$state")" = 700 ] || fail "state folder is not 0700"
+[ "$(stat -c %a "$state/demo.json")" = 600 ] || fail "demo.json is not 0600"
+[ "$(stat -c %a "$state/service/srk.key")" = 600 ] || fail "srk.key is not 0600"
+grep -q "curl --cacert $ca" "$t/dev.out" || fail "no example command printed"
+. "$state/profile"
+[ "$ATREST_URL" = "$url" ] || fail "profile URL $ATREST_URL, printed $url"
+TOKEN=$(sed -n 's/^  export TOKEN=//p' "$t/dev.out")
+tid=$ATREST_TENANT
+curl -sS --max-time 5 --cacert "$ca" "$url/healthz" | jq -e '.status == "ok"' >/dev/null ||
+    fail "healthz"
+n=$(curl -sS --max-time 10 --cacert "$ca" -H "Authorization: Bearer $TOKEN" \
+    "$url/v1/tenants/$tid/records?limit=10000" | wc -l)
+[ "$n" -eq 60 ] || fail "demo tenant has $n records, want 60"
+curl -sS --max-time 5 --cacert "$ca" -H "Authorization: Bearer $TOKEN" \
+    "$url/v1/tenants/$tid/encryption" | jq -e '.mode == "managed"' >/dev/null ||
+    fail "encryption status"
+# the vault: purge protection on, the demo key present (token from the demo app)
+secret=$(jq -r .secret "$state/demo.json")
+vtok=$("$bin" idp token --url "$ATREST_IDP_URL" --ca "$ca" --tenant "$tid" \
+    --client-id "$ATREST_CLIENT_ID" --secret "$secret")
+curl -sS --max-time 5 --cacert "$ca" -H "Authorization: Bearer $vtok" \
+    "$ATREST_VAULT_URL/keys/tenant-key?api-version=7.4" |
+    jq -e '.attributes.recoveryLevel == "Recoverable" and .key.kty == "RSA"' >/dev/null ||
+    fail "demo key in the vault"
+# the sample records are not stored in clear
+atr_stop dev
+if grep -r -a -q 'contoso.example' "$state/service"; then fail "a record is stored in clear"; fi
 
-echo "--- second start reuses the CA"
+echo "--- second start reuses the CA and the demo"
 sum=$(sha256sum "$ca")
+tenant_before=$tid
 start
 [ "$(sha256sum "$ca")" = "$sum" ] || fail "the CA changed on restart"
-grep -q 'reusing CA' "$tmp/out" || fail "second start did not say it reuses the CA"
-curl -sS --max-time 5 --cacert "$ca" "$url/healthz" >/dev/null || fail "healthz after restart"
-stop
+. "$state/profile"
+[ "$ATREST_TENANT" = "$tenant_before" ] || fail "the demo was provisioned again"
+TOKEN=$(sed -n 's/^  export TOKEN=//p' "$t/dev.out")
+n=$(curl -sS --max-time 10 --cacert "$ca" -H "Authorization: Bearer $TOKEN" \
+    "$url/v1/tenants/$tid/records?limit=10000" | wc -l)
+[ "$n" -eq 60 ] || fail "after restart the demo tenant has $n records, want 60"
+atr_stop dev
 
 echo "--- bad arguments"
 set +e
-"$bin" dev --port 70000 >/dev/null 2>"$tmp/err"
+"$bin" dev --port 70000 >/dev/null 2>"$t/err"
 rc=$?
 set -e
 [ "$rc" -eq 2 ] || fail "--port 70000 exited $rc, want 2"

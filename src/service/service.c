@@ -1,0 +1,1007 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "service/service.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include <jansson.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+#include "base/alloc.h"
+#include "base/b64.h"
+#include "base/log.h"
+#include "base/secmem.h"
+#include "http/json.h"
+#include "identity/jwks.h"
+#include "kms/provider.h"
+#include "kms/srk_file.h"
+#include "service/keyring.h"
+#include "service/metrics.h"
+#include "service/records.h"
+#include "store/block.h"
+#include "store/store.h"
+
+#define SECRET_HASH_LEN 32
+#define KEY_REF_TK      "tk"
+#define KEY_REF_PLAIN   "none"
+#define AUDIT_PAGE_MAX  200
+
+struct atr_service {
+    struct atr_store *store;
+    struct atr_srk_file *srk;
+    struct atr_keyring *ring;
+    struct atr_metrics *metrics;
+    struct atr_jwks_cache *jwks;
+    const struct atr_clock *clock;
+    char authority[ATR_SERVICE_AUTHORITY_MAX];
+    char audience[128];
+    uint8_t admin_hash[SECRET_HASH_LEN];
+    int admin_on;
+    size_t block_bytes;
+    size_t max_body;
+    size_t max_lines;
+    size_t max_line;
+    int compress;
+    int bench_plaintext;
+};
+
+/* The caller of a request (set by the auth hook). */
+struct principal {
+    int admin;
+    char tid[ATR_STORE_TENANT_ID_MAX + 1];
+    char oid[128];
+    char appid[128];
+};
+
+static int64_t now_ms(const struct atr_service *s)
+{
+    return atr_clock_now_ms(s->clock);
+}
+
+static atr_status fail_with(struct atr_http_req *req, atr_status rc, const struct atr_err *e)
+{
+    return atr_err_set(atr_http_req_err(req), rc, "%s", atr_err_msg(e));
+}
+
+/* ------------------------------------------------------------ audit */
+
+static void audit(struct atr_service *s, const char *tenant, const char *actor, const char *action,
+                  json_t *detail)
+{
+    struct atr_store_audit_event ev;
+    memset(&ev, 0, sizeof(ev));
+    snprintf(ev.tenant, sizeof(ev.tenant), "%s", tenant != NULL ? tenant : "");
+    snprintf(ev.actor, sizeof(ev.actor), "%s", actor != NULL ? actor : "service");
+    snprintf(ev.action, sizeof(ev.action), "%s", action);
+    char *d = detail != NULL ? json_dumps(detail, JSON_COMPACT) : NULL;
+    json_decref(detail);
+    snprintf(ev.detail_json, sizeof(ev.detail_json), "%s", d != NULL ? d : "{}");
+    free(d);
+    ev.time_ms = now_ms(s);
+    struct atr_err err;
+    atr_err_clear(&err);
+    int64_t id = 0;
+    if (atr_store_audit_append(&id, s->store, &ev, &err) != ATR_OK)
+        atr_log(ATR_LOG_ERROR, "service.audit", NULL, "cannot append an audit event: %s",
+                atr_err_msg(&err));
+    else
+        atr_metrics_add(s->metrics, ATR_METRICS_AUDIT_EVENTS, 1);
+}
+
+/* ------------------------------------------------------------ tenant keys */
+
+/* Keyring loader: unwraps SRK-wrap(TK) of the tenant's row. */
+static atr_status tk_load(struct atr_secret *out_tk, int64_t *out_deadline_ms, const char *tenant,
+                          void *ctx, struct atr_err *err)
+{
+    struct atr_service *s = ctx;
+    *out_deadline_ms = 0;
+    struct atr_store_tenant t;
+    atr_store_tenant_init(&t);
+    atr_status rc = atr_store_tenant_get(&t, s->store, tenant, err);
+    if (rc == ATR_OK) {
+        struct atr_kms_keyref ref;
+        atr_srk_keyref_format(&ref, (uint32_t)t.srk_version);
+        rc = atr_keyring_tk_unwrap(out_tk, atr_srk_file_provider(s->srk), &ref,
+                                   atr_buf_span(&t.srk_blob), tenant, err);
+    }
+    atr_store_tenant_cleanup(&t);
+    return rc;
+}
+
+/* The tenant's key (a copy in secure memory), from the keyring or unwrapped now. */
+static atr_status tk_get(struct atr_secret *out, struct atr_service *s, const char *tenant,
+                         struct atr_err *err)
+{
+    struct atr_keyring_stats before, after;
+    atr_keyring_stats(&before, s->ring);
+    atr_status rc = atr_keyring_get_or_load(out, s->ring, tenant, tk_load, s, err);
+    atr_keyring_stats(&after, s->ring);
+    atr_metrics_add(s->metrics, ATR_METRICS_KEYRING_HITS, after.hits - before.hits);
+    atr_metrics_add(s->metrics, ATR_METRICS_KEYRING_MISSES, after.misses - before.misses);
+    return rc;
+}
+
+atr_status atr_service_tenant_ensure(struct atr_service *s, const char *tenant, const char *actor,
+                                     int *out_created, struct atr_err *err)
+{
+    if (out_created != NULL)
+        *out_created = 0;
+    if (!atr_store_tenant_id_ok(tenant))
+        return atr_err_set(err, ATR_E_INVALID,
+                           "a tenant id is 1..64 characters of A-Z, a-z, 0-9, '.', '_' and '-'");
+    struct atr_store_tenant t;
+    atr_store_tenant_init(&t);
+    atr_status rc = atr_store_tenant_get(&t, s->store, tenant, NULL);
+    if (rc == ATR_OK) {
+        atr_store_tenant_cleanup(&t);
+        return ATR_OK;
+    }
+    struct atr_secret tk;
+    memset(&tk, 0, sizeof(tk));
+    struct atr_kms_keyref ref;
+    rc = atr_keyring_tk_generate(&tk, err);
+    if (rc == ATR_OK)
+        rc =
+            atr_keyring_tk_wrap(&t.srk_blob, &ref, atr_srk_file_provider(s->srk), &tk, tenant, err);
+    uint32_t version = 0;
+    if (rc == ATR_OK)
+        rc = atr_srk_keyref_parse(&version, &ref, err);
+    if (rc == ATR_OK) {
+        snprintf(t.id, sizeof(t.id), "%s", tenant);
+        t.state = ATR_STORE_STATE_MANAGED;
+        t.srk_version = (int32_t)version;
+        t.created_ms = t.updated_ms = now_ms(s);
+        rc = atr_store_tenant_create(s->store, &t, err);
+        if (rc == ATR_E_CONFLICT) { /* created meanwhile by another request */
+            rc = ATR_OK;
+        } else if (rc == ATR_OK) {
+            if (out_created != NULL)
+                *out_created = 1;
+            if (atr_keyring_put(s->ring, tenant, &tk, 0, NULL) != ATR_OK)
+                atr_log(ATR_LOG_DEBUG, "service.keyring", NULL,
+                        "new tenant key not cached; the first use unwraps it");
+            audit(s, tenant, actor, "tenant.create",
+                  json_pack("{s:s,s:s}", "mode", "managed", "srkKey", ref.id));
+            atr_log_fields(ATR_LOG_INFO, "service.tenant.create", NULL, "tenant created", "tenant",
+                           "s", tenant, "srk", "s", ref.id, NULL);
+        }
+    }
+    atr_secret_cleanup(&tk);
+    atr_store_tenant_cleanup(&t);
+    return rc;
+}
+
+struct rewrap_ctx {
+    struct atr_service *s;
+};
+
+static atr_status rewrap_one(struct atr_buf *out_blob, int32_t *out_version, void *arg,
+                             const char *tenant_id, struct atr_span old_blob, int32_t old_version,
+                             struct atr_err *err)
+{
+    struct rewrap_ctx *rc_ = arg;
+    struct atr_kms_provider *p = atr_srk_file_provider(rc_->s->srk);
+    struct atr_kms_keyref old_ref, new_ref;
+    atr_srk_keyref_format(&old_ref, (uint32_t)old_version);
+    struct atr_secret tk;
+    memset(&tk, 0, sizeof(tk));
+    atr_status rc = atr_keyring_tk_unwrap(&tk, p, &old_ref, old_blob, tenant_id, err);
+    if (rc == ATR_OK)
+        rc = atr_keyring_tk_wrap(out_blob, &new_ref, p, &tk, tenant_id, err);
+    uint32_t v = 0;
+    if (rc == ATR_OK)
+        rc = atr_srk_keyref_parse(&v, &new_ref, err);
+    *out_version = (int32_t)v;
+    atr_secret_cleanup(&tk);
+    return rc;
+}
+
+atr_status atr_service_srk_rotate(struct atr_service *s, uint32_t *out_version, size_t *out_tenants,
+                                  struct atr_err *err)
+{
+    *out_version = 0;
+    *out_tenants = 0;
+    ATR_TRY(atr_srk_file_rotate(s->srk, out_version, err));
+    struct rewrap_ctx ctx = {s};
+    atr_status rc =
+        atr_store_tenant_rewrap_srk(out_tenants, s->store, rewrap_one, &ctx, now_ms(s), err);
+    if (rc == ATR_OK) {
+        audit(s, NULL, "admin", "srk.rotate",
+              json_pack("{s:I,s:I}", "version", (json_int_t)*out_version, "tenants",
+                        (json_int_t)*out_tenants));
+        atr_log_fields(ATR_LOG_INFO, "service.srk.rotate", NULL, "service root key rotated",
+                       "version", "i", (long long)*out_version, "tenants", "i",
+                       (long long)*out_tenants, NULL);
+    }
+    return rc;
+}
+
+/* ------------------------------------------------------------ auth */
+
+static int admin_ok(const struct atr_service *s, const char *given)
+{
+    if (!s->admin_on || given == NULL)
+        return 0;
+    uint8_t h[SECRET_HASH_LEN];
+    unsigned int hl = 0;
+    if (EVP_Digest(given, strlen(given), h, &hl, EVP_sha256(), NULL) != 1)
+        return 0;
+    return CRYPTO_memcmp(h, s->admin_hash, SECRET_HASH_LEN) == 0;
+}
+
+static atr_status unauthorized(struct atr_http_req *req, struct atr_http_resp *resp,
+                               const char *why)
+{
+    ATR_TRY(atr_http_resp_header(resp, "WWW-Authenticate",
+                                 "Bearer realm=\"atrest\", error=\"invalid_token\""));
+    return atr_err_set(atr_http_req_err(req), ATR_E_UNAUTHORIZED, "%s", why);
+}
+
+atr_status atr_service_auth(struct atr_http_req *req, struct atr_http_resp *resp,
+                            const struct atr_route *route, void *auth_ctx)
+{
+    struct atr_service *s = auth_ctx;
+    const char *h = atr_http_req_header(req, "Authorization");
+    const char *token = h != NULL && strncasecmp(h, "Bearer ", 7) == 0 ? h + 7 : NULL;
+    if (token == NULL || token[0] == '\0' || strlen(token) > ATR_JWT_MAX_LEN)
+        return unauthorized(req, resp, "a bearer token is required (Authorization: Bearer)");
+    struct principal *p = atr_calloc(1, sizeof(*p));
+    if (p == NULL)
+        return ATR_E_NOMEM;
+    atr_http_req_set_principal(req, p, atr_free);
+    if (route->role != NULL && strcmp(route->role, "admin") == 0) {
+        if (!admin_ok(s, token))
+            return unauthorized(req, resp, "the admin bootstrap secret does not match");
+        p->admin = 1;
+        return ATR_OK;
+    }
+    if (s->jwks == NULL)
+        return unauthorized(req, resp, "no identity server is configured");
+    char tmpl[ATR_SERVICE_AUTHORITY_MAX + 32];
+    snprintf(tmpl, sizeof(tmpl), "%s/{tenantid}/v2.0", s->authority);
+    struct atr_jwks_verify_opts vo;
+    memset(&vo, 0, sizeof(vo));
+    vo.jwt.audience = s->audience;
+    vo.jwt.skew_s = 300;
+    vo.jwt.require_exp = 1;
+    vo.issuer_template = tmpl;
+    struct atr_jwt_claims c;
+    memset(&c, 0, sizeof(c));
+    struct atr_err err;
+    atr_err_clear(&err);
+    atr_status rc = atr_jwks_cache_verify(&c, s->jwks, token, strlen(token), &vo, &err);
+    if (rc == ATR_E_UNAVAILABLE)
+        return atr_err_set(atr_http_req_err(req), ATR_E_UNAVAILABLE,
+                           "the identity server's keys cannot be fetched; retry later");
+    if (rc != ATR_OK)
+        return unauthorized(req, resp, atr_err_msg(&err));
+    const char *tenant = atr_http_req_param(req, "t");
+    int tenant_ok = c.tid != NULL && tenant != NULL && strcmp(c.tid, tenant) == 0;
+    int role_ok = route->role == NULL;
+    for (size_t i = 0; i < c.nroles && !role_ok; i++) {
+        role_ok = strcmp(c.roles[i], route->role) == 0 ||
+                  /* "any" routes: any of the service's roles */
+                  (strcmp(route->role, "any") == 0 && (strcmp(c.roles[i], ATR_ROLE_WRITE) == 0 ||
+                                                       strcmp(c.roles[i], ATR_ROLE_READ) == 0 ||
+                                                       strcmp(c.roles[i], ATR_ROLE_ADMIN) == 0));
+    }
+    snprintf(p->tid, sizeof(p->tid), "%s", c.tid != NULL ? c.tid : "");
+    snprintf(p->oid, sizeof(p->oid), "%s", c.oid != NULL ? c.oid : "");
+    snprintf(p->appid, sizeof(p->appid), "%s", c.appid != NULL ? c.appid : "");
+    atr_jwt_claims_cleanup(&c);
+    if (!tenant_ok) {
+        atr_log_fields(ATR_LOG_WARN, "service.authz", atr_http_req_id(req), "denied", "tid", "s",
+                       p->tid, "oid", "s", p->oid, "reason", "s", "token of another tenant", NULL);
+        return atr_err_set(atr_http_req_err(req), ATR_E_FORBIDDEN,
+                           "the token's tenant (tid) is not the tenant of the path");
+    }
+    if (!role_ok) {
+        atr_log_fields(ATR_LOG_WARN, "service.authz", atr_http_req_id(req), "denied", "tid", "s",
+                       p->tid, "oid", "s", p->oid, "reason", "s", "missing role", NULL);
+        return atr_err_set(atr_http_req_err(req), ATR_E_FORBIDDEN, "the token lacks the role %s",
+                           strcmp(route->role, "any") == 0 ? "Records.Read, Records.Write or "
+                                                             "DataEncryption.Admin"
+                                                           : route->role);
+    }
+    return ATR_OK;
+}
+
+static const struct principal *who(struct atr_http_req *req)
+{
+    return atr_http_req_principal(req);
+}
+
+static void actor_of(char *out, size_t cap, const struct principal *p)
+{
+    if (p->admin)
+        snprintf(out, cap, "admin");
+    else
+        snprintf(out, cap, "oid=%s;appid=%s", p->oid, p->appid);
+}
+
+/* ------------------------------------------------------------ tenants */
+
+static json_t *tenant_json(const struct atr_store_tenant *t)
+{
+    char created[32], updated[32];
+    atr_clock_format_rfc3339(t->created_ms, created);
+    atr_clock_format_rfc3339(t->updated_ms, updated);
+    return json_pack("{s:s,s:s,s:s,s:s}", "id", t->id, "state", atr_store_state_name(t->state),
+                     "created", created, "updated", updated);
+}
+
+static atr_status load_tenant(struct atr_store_tenant *t, struct atr_service *s,
+                              struct atr_http_req *req)
+{
+    const char *id = atr_http_req_param(req, "t");
+    struct atr_err err;
+    atr_err_clear(&err);
+    atr_status rc = atr_store_tenant_get(t, s->store, id, &err);
+    if (rc == ATR_E_NOT_FOUND)
+        return atr_err_set(atr_http_req_err(req), ATR_E_NOT_FOUND,
+                           "tenant '%s' does not exist; an admin creates it with PUT "
+                           "/v1/tenants/%s, or the first record write does",
+                           id, id);
+    if (rc != ATR_OK)
+        return fail_with(req, rc, &err);
+    return ATR_OK;
+}
+
+static atr_status h_tenant_put(struct atr_http_req *req, struct atr_http_resp *resp, void *ctx)
+{
+    struct atr_service *s = ctx;
+    char actor[300];
+    actor_of(actor, sizeof(actor), who(req));
+    int created = 0;
+    struct atr_err err;
+    atr_err_clear(&err);
+    atr_status rc =
+        atr_service_tenant_ensure(s, atr_http_req_param(req, "t"), actor, &created, &err);
+    if (rc != ATR_OK)
+        return fail_with(req, rc, &err);
+    struct atr_store_tenant t;
+    atr_store_tenant_init(&t);
+    rc = load_tenant(&t, s, req);
+    if (rc == ATR_OK)
+        rc = atr_http_resp_json(resp, created ? 201 : 200, tenant_json(&t));
+    atr_store_tenant_cleanup(&t);
+    return rc;
+}
+
+static atr_status h_tenant_get(struct atr_http_req *req, struct atr_http_resp *resp, void *ctx)
+{
+    struct atr_store_tenant t;
+    atr_store_tenant_init(&t);
+    atr_status rc = load_tenant(&t, ctx, req);
+    if (rc == ATR_OK)
+        rc = atr_http_resp_json(resp, 200, tenant_json(&t));
+    atr_store_tenant_cleanup(&t);
+    return rc;
+}
+
+static atr_status h_encryption_get(struct atr_http_req *req, struct atr_http_resp *resp, void *ctx)
+{
+    struct atr_service *s = ctx;
+    struct atr_store_tenant t;
+    atr_store_tenant_init(&t);
+    atr_status rc = load_tenant(&t, s, req);
+    if (rc == ATR_OK) {
+        char srk[32];
+        snprintf(srk, sizeof(srk), "srk/%d", (int)t.srk_version);
+        int customer = t.customer_blob.len > 0;
+        json_t *o =
+            json_pack("{s:s,s:s,s:s,s:s?,s:s?,s:s?}", "mode", customer ? "customer" : "managed",
+                      "state", atr_store_state_name(t.state), "serviceKey", srk, "keyUri",
+                      t.key_uri[0] != '\0' ? t.key_uri : NULL, "keyVersion",
+                      t.customer_kid[0] != '\0' ? t.customer_kid : NULL, "reason",
+                      t.reason[0] != '\0' ? t.reason : NULL);
+        rc = atr_http_resp_json(resp, 200, o);
+    }
+    atr_store_tenant_cleanup(&t);
+    return rc;
+}
+
+static atr_status h_encryption_change(struct atr_http_req *req, struct atr_http_resp *resp,
+                                      void *ctx)
+{
+    (void)resp;
+    (void)ctx;
+    return atr_err_set(atr_http_req_err(req), ATR_E_UNSUPPORTED,
+                       "customer-managed keys (bring your own key) are not available in this "
+                       "version; every tenant is encrypted with service-managed keys");
+}
+
+static atr_status h_audit(struct atr_http_req *req, struct atr_http_resp *resp, void *ctx)
+{
+    struct atr_service *s = ctx;
+    const char *tenant = atr_http_req_param(req, "t");
+    const char *lim = atr_http_req_query(req, "limit");
+    const char *before = atr_http_req_query(req, "before");
+    long limit = 50;
+    long long before_id = 0;
+    char *end = NULL;
+    if (lim != NULL &&
+        ((limit = strtol(lim, &end, 10)) < 1 || limit > AUDIT_PAGE_MAX || *end != '\0'))
+        return atr_err_set(atr_http_req_err(req), ATR_E_INVALID, "limit must be 1..%d",
+                           AUDIT_PAGE_MAX);
+    if (before != NULL && ((before_id = strtoll(before, &end, 10)) < 1 || *end != '\0'))
+        return atr_err_set(atr_http_req_err(req), ATR_E_INVALID,
+                           "before must be an event id from a previous page");
+    struct atr_store_audit_event *ev = NULL;
+    size_t n = 0;
+    struct atr_err err;
+    atr_err_clear(&err);
+    atr_status rc =
+        atr_store_audit_list(&ev, &n, s->store, tenant, (int64_t)before_id, (size_t)limit, &err);
+    if (rc != ATR_OK)
+        return fail_with(req, rc, &err);
+    json_t *arr = json_array();
+    for (size_t i = 0; arr != NULL && i < n; i++) {
+        char when[32];
+        atr_clock_format_rfc3339(ev[i].time_ms, when);
+        json_t *detail = json_loads(ev[i].detail_json, 0, NULL);
+        json_array_append_new(arr,
+                              json_pack("{s:I,s:s,s:s,s:s,s:o}", "id", (json_int_t)ev[i].id, "time",
+                                        when, "actor", ev[i].actor, "action", ev[i].action,
+                                        "detail", detail != NULL ? detail : json_object()));
+    }
+    json_t *o = json_pack("{s:o}", "value", arr);
+    if (o != NULL && n == (size_t)limit && n > 0)
+        json_object_set_new(o, "nextBefore", json_integer(ev[n - 1].id));
+    atr_free(ev);
+    return atr_http_resp_json(resp, 200, o);
+}
+
+/* ------------------------------------------------------------ ingest */
+
+/* The 8-byte big-endian form of a block id, bound into its wrapped DEK. */
+static void block_id_bytes(uint8_t out[8], int64_t id)
+{
+    for (int i = 7; i >= 0; i--) {
+        out[i] = (uint8_t)((uint64_t)id & 0xffu);
+        id = (int64_t)((uint64_t)id >> 8);
+    }
+}
+
+static int ndjson_type(const char *ct)
+{
+    static const char *const ok[] = {"application/x-ndjson", "application/ndjson",
+                                     "application/jsonl", "application/x-jsonlines"};
+    if (ct == NULL)
+        return 0;
+    size_t n = strcspn(ct, "; \t");
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        if (strlen(ok[i]) == n && strncasecmp(ct, ok[i], n) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* The ingest report: accepted, rejected, blocks, errors. */
+static json_t *report_json(const struct atr_records_batch *b, size_t accepted, size_t blocks)
+{
+    json_t *errs = json_array();
+    for (size_t i = 0; errs != NULL && i < b->n_errors; i++)
+        json_array_append_new(errs, json_pack("{s:I,s:s}", "line", (json_int_t)b->errors[i].line,
+                                              "message", b->errors[i].message));
+    return json_pack("{s:I,s:I,s:I,s:o,s:I}", "accepted", (json_int_t)accepted, "rejected",
+                     (json_int_t)b->n_rejected, "blocks", (json_int_t)blocks, "errors", errs,
+                     "errorsOmitted", (json_int_t)b->errors_omitted);
+}
+
+/* Seals the packed blocks of one call and appends them in one transaction. */
+static atr_status store_blocks(struct atr_service *s, const char *tenant,
+                               const struct atr_records_blocks *blocks, const struct atr_secret *tk,
+                               struct atr_err *err)
+{
+    size_t n = blocks->n;
+    int64_t first = 0;
+    ATR_TRY(atr_store_block_ids_reserve(&first, s->store, tenant, n, err));
+    struct atr_store_block_in *in = atr_calloc(n, sizeof(*in));
+    struct atr_buf *sealed = atr_calloc(n, sizeof(*sealed));
+    struct atr_buf *wrapped = atr_calloc(n, sizeof(*wrapped));
+    atr_status rc = in == NULL || sealed == NULL || wrapped == NULL ? ATR_E_NOMEM : ATR_OK;
+    for (size_t i = 0; rc == ATR_OK && i < n; i++) {
+        const struct atr_records_block *b = &blocks->blocks[i];
+        atr_buf_init(&sealed[i], ATR_STORE_SEALED_MAX);
+        atr_buf_init(&wrapped[i], ATR_STORE_WRAPPED_MAX);
+        int64_t id = first + (int64_t)i;
+        const char *ref = s->bench_plaintext ? KEY_REF_PLAIN : KEY_REF_TK;
+        if (s->bench_plaintext) {
+            /* benchmark-only pipeline: everything but the cryptography */
+            rc = atr_buf_append(&wrapped[i], "-", 1);
+            if (rc == ATR_OK)
+                rc = atr_buf_append(&sealed[i], b->plain.ptr, b->plain.len);
+        } else {
+            uint8_t idb[8];
+            block_id_bytes(idb, id);
+            struct atr_secret dek;
+            memset(&dek, 0, sizeof(dek));
+            rc = atr_keyring_dek_new(&dek, &wrapped[i], tk, tenant, atr_span_of(idb, 8), err);
+            struct atr_block_ctx bc = {tenant, id, ref};
+            if (rc == ATR_OK)
+                rc = atr_block_seal(&sealed[i], &bc, atr_buf_span(&b->plain), &dek, s->compress,
+                                    err);
+            atr_secret_cleanup(&dek);
+        }
+        in[i].block_id = id;
+        in[i].t_min_ms = b->t_min_ms;
+        in[i].t_max_ms = b->t_max_ms;
+        in[i].records = (int64_t)b->count;
+        in[i].key_ref = ref;
+        in[i].wrapped_dek = atr_buf_span(&wrapped[i]);
+        in[i].sealed = atr_buf_span(&sealed[i]);
+    }
+    if (rc == ATR_OK)
+        rc = atr_store_blocks_append(s->store, tenant, in, n, err);
+    for (size_t i = 0; i < n && sealed != NULL && wrapped != NULL; i++) {
+        atr_buf_cleanup(&sealed[i]);
+        atr_buf_cleanup(&wrapped[i]);
+    }
+    atr_free(in);
+    atr_free(sealed);
+    atr_free(wrapped);
+    return rc;
+}
+
+static atr_status h_ingest(struct atr_http_req *req, struct atr_http_resp *resp, void *ctx)
+{
+    struct atr_service *s = ctx;
+    const char *tenant = atr_http_req_param(req, "t");
+    struct atr_err *rerr = atr_http_req_err(req);
+    if (!ndjson_type(atr_http_req_header(req, "Content-Type")))
+        return atr_err_set(rerr, ATR_E_MEDIA_TYPE,
+                           "records are sent as NDJSON: Content-Type: application/x-ndjson");
+    struct atr_span body = atr_http_req_body(req);
+    if (body.len > s->max_body)
+        return atr_err_set(rerr, ATR_E_TOO_LARGE, "the body is larger than %zu bytes", s->max_body);
+    const char *atomic_q = atr_http_req_query(req, "atomic");
+    int atomic = atomic_q != NULL && (strcmp(atomic_q, "true") == 0 || strcmp(atomic_q, "1") == 0);
+    struct atr_records_limits lim;
+    memset(&lim, 0, sizeof(lim));
+    lim.max_line = s->max_line;
+    lim.max_lines = s->max_lines;
+    struct atr_records_batch batch;
+    struct atr_records_blocks blocks;
+    memset(&blocks, 0, sizeof(blocks));
+    struct atr_secret tk;
+    memset(&tk, 0, sizeof(tk));
+    struct atr_err err;
+    atr_err_clear(&err);
+    atr_status rc = atr_records_parse(&batch, body, &lim, &err);
+    if (rc != ATR_OK) {
+        rc = fail_with(req, rc, &err);
+        goto done;
+    }
+    atr_metrics_add(s->metrics, ATR_METRICS_RECORDS_REJECTED, batch.n_rejected);
+    if (batch.n_records == 0 || (atomic && batch.n_rejected > 0)) {
+        json_t *extra = report_json(&batch, 0, 0);
+        rc = atr_http_resp_error(resp, ATR_E_INVALID,
+                                 batch.n_lines == 0 ? "the body holds no record"
+                                 : atomic ? "a line was rejected and atomic=true: nothing was "
+                                            "stored"
+                                          : "no record was accepted",
+                                 extra);
+        if (rc == ATR_OK)
+            rc = ATR_E_INVALID;
+        goto done;
+    }
+    char actor[300];
+    actor_of(actor, sizeof(actor), who(req));
+    if ((rc = atr_service_tenant_ensure(s, tenant, actor, NULL, &err)) != ATR_OK ||
+        (!s->bench_plaintext && (rc = tk_get(&tk, s, tenant, &err)) != ATR_OK) ||
+        (rc = atr_records_pack(&blocks, &batch, s->block_bytes, &err)) != ATR_OK ||
+        (rc = store_blocks(s, tenant, &blocks, &tk, &err)) != ATR_OK) {
+        rc = fail_with(req, rc, &err);
+        goto done;
+    }
+    atr_metrics_add(s->metrics, ATR_METRICS_RECORDS_INGESTED, batch.n_records);
+    atr_metrics_add(s->metrics, ATR_METRICS_INGEST_BYTES, body.len);
+    atr_metrics_add(s->metrics, ATR_METRICS_BLOCKS_WRITTEN, blocks.n);
+    rc = atr_http_resp_json(resp, 200, report_json(&batch, batch.n_records, blocks.n));
+done:
+    atr_secret_cleanup(&tk);
+    atr_records_blocks_cleanup(&blocks);
+    atr_records_batch_cleanup(&batch);
+    return rc;
+}
+
+/* ------------------------------------------------------------ query */
+
+#define QUERY_PAGE 64
+
+struct query_out {
+    struct atr_buf out; /* NDJSON being built */
+    size_t limit;
+    size_t count;
+    size_t next_index; /* index after the last record taken */
+    int full;          /* limit or byte cap reached */
+};
+
+static int query_take(struct atr_span line, int64_t time_ms, size_t index, void *ctx)
+{
+    struct query_out *q = ctx;
+    (void)time_ms;
+    if (atr_buf_append(&q->out, line.ptr, line.len) != ATR_OK ||
+        atr_buf_append(&q->out, "\n", 1) != ATR_OK) {
+        q->full = 2; /* out of memory or cap: stop */
+        return 0;
+    }
+    q->count++;
+    q->next_index = index + 1;
+    if (q->count == q->limit || q->out.len >= ATR_SERVICE_QUERY_BYTES_MAX) {
+        q->full = 1;
+        return 0;
+    }
+    return 1;
+}
+
+/* Cursor text: base64url of "t_min:block_id:index". */
+static atr_status cursor_encode(char **out, int64_t t_min, int64_t id, size_t index)
+{
+    char raw[80];
+    snprintf(raw, sizeof(raw), "%lld:%lld:%zu", (long long)t_min, (long long)id, index);
+    return atr_b64url_encode_str(out, atr_span_str(raw));
+}
+
+static int cursor_decode(int64_t *t_min, int64_t *id, size_t *index, const char *text)
+{
+    struct atr_buf b;
+    atr_buf_init(&b, 79);
+    int ok = strlen(text) < 120 && atr_b64url_decode(&b, text, strlen(text), NULL) == ATR_OK &&
+             atr_buf_cstr(&b) != NULL;
+    long long t = 0, i = 0;
+    unsigned long long x = 0;
+    char tail;
+    ok = ok && sscanf(atr_buf_cstr(&b), "%lld:%lld:%llu%c", &t, &i, &x, &tail) == 3 && i >= 1;
+    atr_buf_cleanup(&b);
+    *t_min = t;
+    *id = i;
+    *index = (size_t)x;
+    return ok;
+}
+
+/* Opens one block and scans it into @p q. */
+static atr_status query_block(struct query_out *q, struct atr_service *s, const char *tenant,
+                              const struct atr_store_block_meta *m,
+                              const struct atr_records_filter *f, size_t skip,
+                              const struct atr_secret *tk, struct atr_err *err)
+{
+    struct atr_buf sealed, plain;
+    atr_buf_init(&sealed, ATR_STORE_SEALED_MAX);
+    atr_buf_init(&plain, ATR_BLOCK_MAX_PLAIN_DEFAULT * 16);
+    struct atr_secret dek;
+    memset(&dek, 0, sizeof(dek));
+    atr_status rc = atr_store_block_read(&sealed, s->store, tenant, m->block_id, err);
+    if (rc == ATR_OK && strcmp(m->key_ref, KEY_REF_PLAIN) == 0) {
+        rc = atr_buf_append(&plain, sealed.ptr, sealed.len);
+    } else if (rc == ATR_OK && strcmp(m->key_ref, KEY_REF_TK) == 0) {
+        uint8_t idb[8];
+        block_id_bytes(idb, m->block_id);
+        rc = atr_keyring_dek_unwrap(&dek, tk, tenant, atr_span_of(idb, 8),
+                                    atr_buf_span(&m->wrapped_dek), err);
+        struct atr_block_ctx bc = {tenant, m->block_id, m->key_ref};
+        if (rc == ATR_OK)
+            rc = atr_block_open(&plain, &bc, atr_buf_span(&sealed), &dek,
+                                ATR_BLOCK_MAX_PLAIN_DEFAULT * 16, err);
+    } else if (rc == ATR_OK) {
+        rc = atr_err_set(err, ATR_E_UNAVAILABLE,
+                         "block %lld is sealed under key %s, which is not available",
+                         (long long)m->block_id, m->key_ref);
+    }
+    if (rc == ATR_E_AUTH_FAILED) {
+        atr_log_fields(ATR_LOG_ERROR, "service.block.integrity", NULL,
+                       "a stored block failed authentication", "tenant", "s", tenant, "block", "i",
+                       (long long)m->block_id, NULL);
+        rc = atr_err_set(err, ATR_E_INTERNAL,
+                         "block %lld of tenant %s failed authentication (tampered or misplaced)",
+                         (long long)m->block_id, tenant);
+    }
+    if (rc == ATR_OK) {
+        atr_metrics_add(s->metrics, ATR_METRICS_BLOCKS_READ, 1);
+        rc = atr_records_scan(atr_buf_span(&plain), f, skip, query_take, q, err);
+        if (rc == ATR_OK && q->full == 2)
+            rc = atr_err_set(err, ATR_E_NOMEM, "query: out of memory");
+    }
+    atr_secret_cleanup(&dek);
+    atr_wipe(plain.ptr, plain.len);
+    atr_buf_cleanup(&plain);
+    atr_buf_cleanup(&sealed);
+    return rc;
+}
+
+static atr_status h_query(struct atr_http_req *req, struct atr_http_resp *resp, void *ctx)
+{
+    struct atr_service *s = ctx;
+    const char *tenant = atr_http_req_param(req, "t");
+    struct atr_records_filter f;
+    size_t limit = 0;
+    struct atr_err err;
+    atr_err_clear(&err);
+    atr_status rc = atr_records_filter_parse(
+        &f, &limit, atr_http_req_query(req, "from"), atr_http_req_query(req, "to"),
+        atr_http_req_query(req, "user"), atr_http_req_query(req, "app"),
+        atr_http_req_query(req, "action"), atr_http_req_query(req, "limit"), &err);
+    if (rc != ATR_OK)
+        return fail_with(req, rc, &err);
+    struct atr_store_block_cursor after = {INT64_MIN, 0};
+    int have_after = 0;
+    size_t skip = 0;
+    int64_t skip_block = 0;
+    const char *cur = atr_http_req_query(req, "cursor");
+    if (cur != NULL) {
+        int64_t t_min = 0, id = 0;
+        if (!cursor_decode(&t_min, &id, &skip, cur))
+            return atr_err_set(atr_http_req_err(req), ATR_E_INVALID,
+                               "the cursor is not one this service gave out");
+        after.t_min_ms = t_min;
+        after.block_id = id - 1; /* list from the cursor's block itself */
+        have_after = 1;
+        skip_block = id;
+    }
+    struct atr_store_tenant t;
+    atr_store_tenant_init(&t);
+    rc = load_tenant(&t, s, req);
+    atr_store_tenant_cleanup(&t);
+    if (rc != ATR_OK)
+        return rc;
+    struct atr_secret tk;
+    memset(&tk, 0, sizeof(tk));
+    if (!s->bench_plaintext && (rc = tk_get(&tk, s, tenant, &err)) != ATR_OK)
+        return fail_with(req, rc, &err);
+    struct query_out q;
+    memset(&q, 0, sizeof(q));
+    atr_buf_init(&q.out, ATR_SERVICE_QUERY_BYTES_MAX + ATR_BLOCK_MAX_PLAIN_DEFAULT * 16);
+    q.limit = limit;
+    char *next = NULL;
+    int64_t from = f.from_ms, to = f.to_ms;
+    for (;;) {
+        struct atr_store_block_meta *metas = NULL;
+        size_t n = 0;
+        rc = atr_store_blocks_list(&metas, &n, s->store, tenant, from, to,
+                                   have_after ? &after : NULL, QUERY_PAGE, &err);
+        if (rc != ATR_OK)
+            break;
+        for (size_t i = 0; rc == ATR_OK && i < n && !q.full; i++) {
+            size_t sk = metas[i].block_id == skip_block ? skip : 0;
+            q.next_index = sk;
+            rc = query_block(&q, s, tenant, &metas[i], &f, sk, &tk, &err);
+            if (rc == ATR_OK && q.full)
+                rc = cursor_encode(&next, metas[i].t_min_ms, metas[i].block_id, q.next_index);
+            after.t_min_ms = metas[i].t_min_ms;
+            after.block_id = metas[i].block_id;
+            have_after = 1;
+        }
+        atr_store_block_metas_free(metas, n);
+        if (rc != ATR_OK || q.full || n < QUERY_PAGE)
+            break;
+    }
+    atr_secret_cleanup(&tk);
+    if (rc == ATR_OK && next != NULL)
+        rc = atr_http_resp_header(resp, "X-Next-Cursor", next);
+    if (rc == ATR_OK) {
+        atr_metrics_add(s->metrics, ATR_METRICS_RECORDS_RETURNED, q.count);
+        rc = atr_http_resp_body(resp, 200, "application/x-ndjson", atr_buf_span(&q.out));
+    } else {
+        rc = fail_with(req, rc, &err);
+    }
+    atr_free(next);
+    atr_wipe(q.out.ptr, q.out.len);
+    atr_buf_cleanup(&q.out);
+    return rc;
+}
+
+/* ------------------------------------------------------------ health, metrics, admin */
+
+static atr_status h_healthz(struct atr_http_req *req, struct atr_http_resp *resp, void *ctx)
+{
+    struct atr_service *s = ctx;
+    struct atr_store_tenant_counts c;
+    struct atr_err err;
+    atr_err_clear(&err);
+    if (atr_store_tenant_counts(&c, s->store, &err) != ATR_OK) {
+        atr_log(ATR_LOG_ERROR, "service.health", atr_http_req_id(req), "store: %s",
+                atr_err_msg(&err));
+        return atr_http_resp_json(resp, 503,
+                                  json_pack("{s:s,s:s}", "status", "unavailable", "store", "down"));
+    }
+    return atr_http_resp_json(resp, 200,
+                              json_pack("{s:s,s:s,s:I}", "status", "ok", "store",
+                                        atr_store_engine_name(s->store), "tenants",
+                                        (json_int_t)c.total));
+}
+
+static atr_status gauges(struct atr_metrics_gauges *g, void *ctx)
+{
+    struct atr_service *s = ctx;
+    struct atr_store_tenant_counts c;
+    if (atr_store_tenant_counts(&c, s->store, NULL) == ATR_OK) {
+        for (int st = 1; st <= ATR_STORE_STATE_MAX; st++)
+            ATR_TRY(atr_metrics_gauge(g, "atrest_tenants", "Tenants by encryption state.", "state",
+                                      atr_store_state_name((atr_store_state)st),
+                                      (double)c.by_state[st]));
+    }
+    struct atr_keyring_stats ks;
+    atr_keyring_stats(&ks, s->ring);
+    ATR_TRY(atr_metrics_gauge(g, "atrest_keyring_entries", "Tenant keys cached in memory.", NULL,
+                              NULL, (double)ks.entries));
+    struct atr_store_stats ss;
+    if (atr_store_stats_get(&ss, s->store, NULL, NULL) == ATR_OK) {
+        ATR_TRY(atr_metrics_gauge(g, "atrest_store_blocks", "Sealed blocks stored.", NULL, NULL,
+                                  (double)ss.blocks));
+        ATR_TRY(atr_metrics_gauge(g, "atrest_store_bytes", "Bytes of sealed blocks stored.", NULL,
+                                  NULL, (double)ss.sealed_bytes));
+    }
+    return atr_metrics_gauge(g, "atrest_secure_heap_used_bytes",
+                             "Bytes of the locked secure heap in use.", NULL, NULL,
+                             (double)atr_secmem_used());
+}
+
+static atr_status h_metrics(struct atr_http_req *req, struct atr_http_resp *resp, void *ctx)
+{
+    struct atr_service *s = ctx;
+    (void)req;
+    struct atr_buf out;
+    atr_buf_init(&out, (size_t)4 << 20);
+    atr_status rc = atr_metrics_render(&out, s->metrics, gauges, s);
+    if (rc == ATR_OK)
+        rc = atr_http_resp_body(resp, 200, ATR_METRICS_CONTENT_TYPE, atr_buf_span(&out));
+    atr_buf_cleanup(&out);
+    return rc;
+}
+
+static atr_status h_admin_tenants(struct atr_http_req *req, struct atr_http_resp *resp, void *ctx)
+{
+    struct atr_service *s = ctx;
+    struct atr_store_tenant *rows = NULL;
+    size_t n = 0;
+    struct atr_err err;
+    atr_err_clear(&err);
+    const char *after = atr_http_req_query(req, "after");
+    atr_status rc = atr_store_tenant_list(&rows, &n, s->store, after, 1000, &err);
+    if (rc != ATR_OK)
+        return fail_with(req, rc, &err);
+    json_t *arr = json_array();
+    for (size_t i = 0; arr != NULL && i < n; i++)
+        json_array_append_new(arr, tenant_json(&rows[i]));
+    atr_store_tenants_free(rows, n);
+    return atr_http_resp_json(resp, 200, json_pack("{s:o}", "value", arr));
+}
+
+static atr_status h_admin_srk_rotate(struct atr_http_req *req, struct atr_http_resp *resp,
+                                     void *ctx)
+{
+    struct atr_service *s = ctx;
+    uint32_t version = 0;
+    size_t tenants = 0;
+    struct atr_err err;
+    atr_err_clear(&err);
+    atr_status rc = atr_service_srk_rotate(s, &version, &tenants, &err);
+    if (rc != ATR_OK)
+        return fail_with(req, rc, &err);
+    return atr_http_resp_json(
+        resp, 200,
+        json_pack("{s:I,s:I}", "version", (json_int_t)version, "tenants", (json_int_t)tenants));
+}
+
+void atr_service_observe(const struct atr_route *route, const char *method, unsigned status,
+                         int64_t duration_ms, void *observe_ctx)
+{
+    struct atr_service *s = observe_ctx;
+    atr_metrics_http_observe(s->metrics, route != NULL ? route->pattern : NULL, method, status,
+                             duration_ms * 1000);
+}
+
+/* ------------------------------------------------------------ routes */
+
+#define AUTH ATR_ROUTE_AUTH
+
+static const struct atr_route routes[] = {
+    {"GET", "/healthz", h_healthz, 0, 0, NULL},
+    {"GET", "/metrics", h_metrics, 0, 0, NULL},
+    {"GET", "/admin/tenants", h_admin_tenants, AUTH, 0, "admin"},
+    {"POST", "/admin/srk/rotate", h_admin_srk_rotate, AUTH, 0, "admin"},
+    {"PUT", "/v1/tenants/{t}", h_tenant_put, AUTH, 4096, ATR_ROLE_ADMIN},
+    {"GET", "/v1/tenants/{t}", h_tenant_get, AUTH, 0, "any"},
+    {"POST", "/v1/tenants/{t}/records", h_ingest, AUTH, ATR_SERVICE_MAX_BODY_DEFAULT,
+     ATR_ROLE_WRITE},
+    {"GET", "/v1/tenants/{t}/records", h_query, AUTH, 0, ATR_ROLE_READ},
+    {"GET", "/v1/tenants/{t}/encryption", h_encryption_get, AUTH, 0, ATR_ROLE_ADMIN},
+    {"PUT", "/v1/tenants/{t}/encryption", h_encryption_change, AUTH, 65536, ATR_ROLE_ADMIN},
+    {"DELETE", "/v1/tenants/{t}/encryption", h_encryption_change, AUTH, 0, ATR_ROLE_ADMIN},
+    {"GET", "/v1/tenants/{t}/audit", h_audit, AUTH, 0, ATR_ROLE_ADMIN},
+};
+
+const struct atr_route *atr_service_routes(size_t *out_n)
+{
+    *out_n = sizeof(routes) / sizeof(routes[0]);
+    return routes;
+}
+
+/* ------------------------------------------------------------ lifecycle */
+
+atr_status atr_service_new(struct atr_service **out, const struct atr_service_opts *opts,
+                           struct atr_err *err)
+{
+    ATR_ASSERT_ARG(out != NULL && opts != NULL);
+    *out = NULL;
+    if (opts->store_location == NULL || opts->srk_path == NULL)
+        return atr_err_set(err, ATR_E_CONFIG,
+                           "service: the store location and the SRK path are required");
+    if (opts->admin_secret != NULL && strlen(opts->admin_secret) < 16)
+        return atr_err_set(err, ATR_E_CONFIG,
+                           "service: the admin secret needs 16 characters or more");
+    if (opts->idp_authority != NULL && (strncmp(opts->idp_authority, "https://", 8) != 0 ||
+                                        strlen(opts->idp_authority) >= ATR_SERVICE_AUTHORITY_MAX))
+        return atr_err_set(err, ATR_E_CONFIG,
+                           "service: the identity authority must be an https URL");
+    struct atr_service *s = atr_calloc(1, sizeof(*s));
+    if (s == NULL)
+        return ATR_E_NOMEM;
+    s->clock = opts->clock != NULL ? opts->clock : atr_clock_real();
+    snprintf(s->audience, sizeof(s->audience), "%s",
+             opts->audience != NULL ? opts->audience : ATR_SERVICE_AUDIENCE_DEFAULT);
+    s->block_bytes = opts->block_bytes != 0 ? opts->block_bytes : ATR_SERVICE_BLOCK_BYTES_DEFAULT;
+    s->max_body = opts->max_body != 0 ? opts->max_body : ATR_SERVICE_MAX_BODY_DEFAULT;
+    s->max_lines = opts->max_lines != 0 ? opts->max_lines : 10000;
+    s->max_line = opts->max_line != 0 ? opts->max_line : 64 * 1024;
+    s->compress = !opts->no_compress;
+    s->bench_plaintext = opts->bench_plaintext;
+    if (opts->admin_secret != NULL) {
+        unsigned int hl = 0;
+        s->admin_on = EVP_Digest(opts->admin_secret, strlen(opts->admin_secret), s->admin_hash, &hl,
+                                 EVP_sha256(), NULL) == 1;
+    }
+    atr_status rc = atr_metrics_new(&s->metrics);
+    if (rc == ATR_OK)
+        rc = atr_store_open(&s->store, opts->store_location, NULL, err);
+    int created = 0;
+    if (rc == ATR_OK)
+        rc = atr_srk_file_open(&s->srk, &created, opts->srk_path, 1, s->clock, err);
+    if (rc == ATR_OK && created)
+        atr_log_fields(ATR_LOG_INFO, "service.srk.create", NULL, "service root key created", "path",
+                       "s", opts->srk_path, NULL);
+    if (rc == ATR_OK) {
+        struct atr_keyring_opts ko;
+        ko.max_entries = opts->keyring_max != 0 ? opts->keyring_max : 100000;
+        ko.ttl_ms = opts->tk_ttl_ms != 0 ? opts->tk_ttl_ms : 600000;
+        rc = atr_keyring_new(&s->ring, &ko, s->clock, err);
+    }
+    if (rc == ATR_OK && opts->idp_authority != NULL) {
+        snprintf(s->authority, sizeof(s->authority), "%s", opts->idp_authority);
+        size_t al = strlen(s->authority);
+        while (al > 0 && s->authority[al - 1] == '/')
+            s->authority[--al] = '\0';
+        char uri[ATR_SERVICE_AUTHORITY_MAX + 64];
+        snprintf(uri, sizeof(uri), "%s/common/discovery/v2.0/keys", s->authority);
+        struct atr_jwks_cache_opts jo;
+        memset(&jo, 0, sizeof(jo));
+        jo.jwks_uri = uri;
+        jo.ca_file = opts->ca_file;
+        jo.min_refresh_interval_ms = 30000;
+        jo.retry_interval_ms = 2000;
+        rc = atr_jwks_cache_new(&s->jwks, &jo, err);
+    }
+    if (rc != ATR_OK) {
+        atr_service_free(s);
+        return rc;
+    }
+    *out = s;
+    return ATR_OK;
+}
+
+void atr_service_free(struct atr_service *s)
+{
+    if (s == NULL)
+        return;
+    atr_jwks_cache_free(s->jwks);
+    atr_keyring_free(s->ring);
+    atr_srk_file_free(s->srk);
+    atr_store_close(s->store);
+    atr_metrics_free(s->metrics);
+    OPENSSL_cleanse(s->admin_hash, sizeof(s->admin_hash));
+    atr_free(s);
+}
