@@ -38,6 +38,7 @@
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/rest.h"
+#include "cli/serving.h"
 #include "crypto/rand.h"
 #include "http/client.h"
 #include "http/server.h"
@@ -74,175 +75,124 @@ static void idp_usage(FILE *out)
 
 /* ------------------------------------------------------------------ serve */
 
-static int cmd_serve(int argc, char **argv)
-{
-    static const struct option longopts[] = {
-        {"dir", required_argument, NULL, 'd'},  {"cert", required_argument, NULL, 'c'},
-        {"key", required_argument, NULL, 'k'},  {"listen", required_argument, NULL, 'l'},
-        {"port", required_argument, NULL, 'p'}, {"config", required_argument, NULL, 'f'},
-        {"help", no_argument, NULL, 'h'},       {NULL, 0, NULL, 0},
-    };
-    struct atr_http_server_opts so;
-    memset(&so, 0, sizeof(so));
-    so.name = "idp";
-    so.port = IDP_DEFAULT_PORT;
-    const char *dir = NULL;
-    const char *config_file = NULL;
-    unsigned long v;
-    opterr = 0;
-    optind = 1;
-    int ch;
-    while ((ch = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
-        switch (ch) {
-        case 'd':
-            dir = optarg;
-            break;
-        case 'c':
-            so.cert_file = optarg;
-            break;
-        case 'k':
-            so.key_file = optarg;
-            break;
-        case 'l':
-            so.listen_addr = optarg;
-            break;
-        case 'f':
-            config_file = optarg;
-            break;
-        case 'p':
-            if (!atr_args_parse_ulong(&v, optarg, 0, 65535))
-                return atr_args_usage_error("idp serve", "--port must be 0..65535, not '%s'",
-                                            optarg);
-            so.port = (uint16_t)v;
-            break;
-        case 'h':
-            idp_usage(stdout);
-            return ATR_EXIT_OK;
-        default:
-            return atr_args_getopt_error("idp serve", ch, argv);
-        }
-    }
-    if (optind < argc)
-        return atr_args_usage_error("idp serve", "unexpected argument '%s'", argv[optind]);
-    if (dir == NULL || so.cert_file == NULL || so.key_file == NULL)
-        return atr_args_usage_error("idp serve", "--dir, --cert and --key are required");
+struct idp_run {
+    struct atr_idp *idp;
+    int authority_set;
+};
 
+static int idp_on_url(const char *url, void *ctx)
+{
+    struct idp_run *r = ctx;
     struct atr_err err;
     atr_err_clear(&err);
-    int rc = ATR_EXIT_FAIL;
-    struct atr_config *cfg = NULL;
-    struct atr_idp *idp = NULL;
-    struct atr_http_server *srv = NULL;
-    char secret[ATR_CLI_SECRET_MAX];
-    char db[4096], secret_path[4096];
-    char *res_copy = NULL;
-    const char *resources[ATR_IDP_MAX_RESOURCES];
-    secret[0] = '\0';
-    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
-        fprintf(stderr, "atrest: cannot create %s: %s\n", dir, strerror(errno));
-        return ATR_EXIT_FAIL;
+    if (!r->authority_set && atr_idp_set_authority(r->idp, url, &err) != ATR_OK) {
+        fprintf(stderr, "atrest: %s\n", atr_err_msg(&err));
+        return 0;
     }
-    snprintf(db, sizeof(db), "%s/idp.db", dir);
-    snprintf(secret_path, sizeof(secret_path), "%s/admin.secret", dir);
-    if (atr_config_new(&cfg) != ATR_OK ||
-        (config_file != NULL && atr_config_load_file(cfg, config_file, &err) != ATR_OK) ||
-        atr_config_load_env(cfg, "ATREST_", environ, &err) != ATR_OK) {
-        fprintf(stderr, "atrest: config: %s\n", atr_err_msg(&err));
-        goto done;
-    }
-    struct atr_idp_opts io;
-    memset(&io, 0, sizeof(io));
-    io.db_path = db;
-    io.authority = atr_config_get(cfg, "idp.authority");
+    return 1;
+}
+
+/* Reads the idp.* settings into @p io; @p res_copy keeps the resources' storage. */
+static int idp_settings(struct atr_idp_opts *io, const char **resources, char **res_copy,
+                        const struct atr_config *cfg)
+{
+    struct atr_err err;
+    atr_err_clear(&err);
+    io->authority = atr_config_get(cfg, "idp.authority");
     int64_t ms = 0, n = 0;
     if (atr_config_get_duration_ms(&ms, cfg, "idp.token_lifetime", 3599000, 300000, 86400000,
                                    &err) != ATR_OK)
         goto cfg_err;
-    io.token_lifetime_s = ms / 1000;
+    io->token_lifetime_s = ms / 1000;
     if (atr_config_get_int(&n, cfg, "idp.rate_limit_failures", 5, 1, 10000, &err) != ATR_OK)
         goto cfg_err;
-    io.rl_max_failures = (unsigned)n;
+    io->rl_max_failures = (unsigned)n;
     if (atr_config_get_duration_ms(&ms, cfg, "idp.rate_limit_window", 300000, 1000, 86400000,
                                    &err) != ATR_OK)
         goto cfg_err;
-    io.rl_window_s = ms / 1000;
+    io->rl_window_s = ms / 1000;
     if (atr_config_get_duration_ms(&ms, cfg, "idp.key_rollover", 86400000, 1000,
                                    (int64_t)366 * 86400000, &err) != ATR_OK)
         goto cfg_err;
-    io.key_rollover_s = ms / 1000;
+    io->key_rollover_s = ms / 1000;
     if (atr_config_get_duration_ms(&ms, cfg, "idp.key_retain", 86400000, 1000,
                                    (int64_t)366 * 86400000, &err) != ATR_OK)
         goto cfg_err;
-    io.key_retain_s = ms / 1000;
+    io->key_retain_s = ms / 1000;
     const char *res = atr_config_get(cfg, "idp.resources");
     if (res != NULL) {
-        res_copy = atr_strdup(res);
-        if (res_copy == NULL)
-            goto done;
+        if ((*res_copy = atr_strdup(res)) == NULL)
+            return 0;
         char *save = NULL;
-        for (char *t = strtok_r(res_copy, ", ", &save); t != NULL;
+        for (char *t = strtok_r(*res_copy, ", ", &save); t != NULL;
              t = strtok_r(NULL, ", ", &save)) {
-            if (io.nresources == ATR_IDP_MAX_RESOURCES) {
+            if (io->nresources == ATR_IDP_MAX_RESOURCES) {
                 fprintf(stderr, "atrest: config: idp.resources lists more than %d resources\n",
                         ATR_IDP_MAX_RESOURCES);
-                goto done;
+                return 0;
             }
-            resources[io.nresources++] = t;
+            resources[io->nresources++] = t;
         }
-        io.resources = resources;
+        io->resources = resources;
     }
-    const char *cfg_secret = atr_config_get(cfg, "idp.admin_secret");
-    if (cfg_secret != NULL) {
-        snprintf(secret, sizeof(secret), "%s", cfg_secret);
-    } else if (!atr_cli_secret_file_ensure(secret, sizeof(secret), secret_path)) {
-        fprintf(stderr, "atrest: cannot read or create %s\n", secret_path);
-        goto done;
-    }
-    io.admin_secret = secret;
-    if (atr_http_signals_block(&err) != ATR_OK || atr_idp_new(&idp, &io, &err) != ATR_OK) {
-        fprintf(stderr, "atrest: %s\n", atr_err_msg(&err));
-        goto done;
-    }
-    so.auth = atr_idp_auth;
-    so.auth_ctx = idp;
-    size_t nroutes = 0;
-    const struct atr_route *routes = atr_idp_routes(&nroutes);
-    if (atr_http_server_new(&srv, &so, routes, nroutes, idp, &err) != ATR_OK ||
-        atr_http_server_start(srv, &err) != ATR_OK) {
-        fprintf(stderr, "atrest: %s\n", atr_err_msg(&err));
-        goto done;
-    }
-    char url[128];
-    if (atr_http_server_url(url, sizeof(url), srv) != ATR_OK) {
-        fprintf(stderr, "atrest: cannot format the server URL\n");
-        goto done;
-    }
-    if (io.authority == NULL && atr_idp_set_authority(idp, url, &err) != ATR_OK) {
-        fprintf(stderr, "atrest: %s\n", atr_err_msg(&err));
-        goto done;
-    }
-    printf("%s\n", url);
-    fflush(stdout);
-    if (cfg_secret == NULL)
-        fprintf(stderr, "atrest: admin bootstrap secret in %s\n", secret_path);
-    int sig = 0;
-    if (atr_http_signals_wait(&sig, &err) != ATR_OK) {
-        fprintf(stderr, "atrest: %s\n", atr_err_msg(&err));
-        goto done;
-    }
-    atr_log(ATR_LOG_INFO, "idp.signal", NULL, "received %s; stopping",
-            sig == SIGTERM ? "SIGTERM" : "SIGINT");
-    atr_http_server_stop(srv);
-    rc = ATR_EXIT_OK;
-    goto done;
+    return 1;
 cfg_err:
     fprintf(stderr, "atrest: config: %s\n", atr_err_msg(&err));
-done:
-    atr_http_server_free(srv);
-    atr_idp_free(idp);
-    atr_config_free(cfg);
+    return 0;
+}
+
+static int cmd_serve(int argc, char **argv)
+{
+    static const struct option longopts[] = {ATR_CLI_SERVE_LONGOPTS, {NULL, 0, NULL, 0}};
+    struct atr_cli_serving sv;
+    atr_cli_serving_init(&sv, "idp serve", "idp", IDP_DEFAULT_PORT);
+    opterr = 0;
+    optind = 1;
+    int ch;
+    while ((ch = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
+        int h = atr_cli_serving_opt(&sv, ch, optarg);
+        if (h < 0)
+            return -h;
+        if (h > 0)
+            continue;
+        if (ch == 'h') {
+            idp_usage(stdout);
+            return ATR_EXIT_OK;
+        }
+        return atr_args_getopt_error("idp serve", ch, argv);
+    }
+    int rc = atr_cli_serving_prepare(&sv, argc, argv, "idp.admin_secret");
+    if (rc != ATR_EXIT_OK) {
+        atr_cli_serving_cleanup(&sv);
+        return rc;
+    }
+    rc = ATR_EXIT_FAIL;
+    struct atr_err err;
+    atr_err_clear(&err);
+    struct idp_run run = {NULL, 0};
+    char db[4096];
+    char *res_copy = NULL;
+    const char *resources[ATR_IDP_MAX_RESOURCES];
+    struct atr_idp_opts io;
+    memset(&io, 0, sizeof(io));
+    io.db_path = db;
+    io.admin_secret = sv.secret;
+    if (atr_cli_serving_path(db, sizeof(db), &sv, "idp.db") &&
+        idp_settings(&io, resources, &res_copy, sv.cfg)) {
+        if (atr_idp_new(&run.idp, &io, &err) != ATR_OK) {
+            fprintf(stderr, "atrest: %s\n", atr_err_msg(&err));
+        } else {
+            run.authority_set = io.authority != NULL;
+            sv.so.auth = atr_idp_auth;
+            sv.so.auth_ctx = run.idp;
+            size_t nroutes = 0;
+            const struct atr_route *routes = atr_idp_routes(&nroutes);
+            rc = atr_cli_serving_run(&sv, routes, nroutes, run.idp, idp_on_url, &run);
+        }
+    }
+    atr_idp_free(run.idp);
     atr_free(res_copy);
-    OPENSSL_cleanse(secret, sizeof(secret));
+    atr_cli_serving_cleanup(&sv);
     return rc;
 }
 

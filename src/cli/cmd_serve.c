@@ -22,6 +22,7 @@
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/rest.h"
+#include "cli/serving.h"
 #include "http/server.h"
 #include "service/service.h"
 
@@ -56,47 +57,63 @@ static int cfg_size(size_t *out, const struct atr_config *cfg, const char *key, 
     return 1;
 }
 
+/* Reads the serve.* settings of the configuration into @p vo and @p so. */
+static int serve_settings(struct atr_service_opts *vo, struct atr_http_server_opts *so,
+                          const struct atr_config *cfg)
+{
+    struct atr_err err;
+    atr_err_clear(&err);
+    if (vo->idp_authority == NULL)
+        vo->idp_authority = atr_config_get(cfg, "serve.idp");
+    if (vo->ca_file == NULL)
+        vo->ca_file = atr_config_get(cfg, "serve.ca");
+    int64_t ms = 0, threads = 0, lines = 0;
+    bool compress = true;
+    if (!cfg_size(&vo->block_bytes, cfg, "serve.block_bytes", ATR_SERVICE_BLOCK_BYTES_DEFAULT, 1024,
+                  (size_t)1 << 20, &err) ||
+        !cfg_size(&vo->max_body, cfg, "serve.max_body", ATR_SERVICE_MAX_BODY_DEFAULT, 1024,
+                  ATR_SERVICE_MAX_BODY_DEFAULT, &err) ||
+        !cfg_size(&vo->max_line, cfg, "serve.max_line", 64 * 1024, 256, (size_t)1 << 20, &err) ||
+        !cfg_size(&vo->keyring_max, cfg, "serve.keyring_max", 100000, 1, 1u << 20, &err) ||
+        atr_config_get_int(&lines, cfg, "serve.max_lines", 10000, 1, 1000000, &err) != ATR_OK ||
+        atr_config_get_bool(&compress, cfg, "serve.compress", true, &err) != ATR_OK ||
+        atr_config_get_duration_ms(&ms, cfg, "serve.tk_ttl", 600000, 1000, 86400000, &err) !=
+            ATR_OK ||
+        atr_config_get_int(&threads, cfg, "serve.threads", 8, 1, 256, &err) != ATR_OK) {
+        fprintf(stderr, "atrest: config: %s\n", atr_err_msg(&err));
+        return 0;
+    }
+    vo->max_lines = (size_t)lines;
+    vo->no_compress = !compress;
+    vo->tk_ttl_ms = ms;
+    so->threads = (unsigned)threads;
+    return 1;
+}
+
 int atr_cmd_serve(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        {"dir", required_argument, NULL, 'd'},    {"cert", required_argument, NULL, 'c'},
-        {"key", required_argument, NULL, 'k'},    {"listen", required_argument, NULL, 'l'},
-        {"port", required_argument, NULL, 'p'},   {"idp", required_argument, NULL, 'i'},
-        {"ca", required_argument, NULL, 'C'},     {"audience", required_argument, NULL, 'a'},
-        {"config", required_argument, NULL, 'f'}, {"bench-plaintext", no_argument, NULL, 'B'},
-        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
+        ATR_CLI_SERVE_LONGOPTS,
+        {"idp", required_argument, NULL, 'i'},
+        {"ca", required_argument, NULL, 'C'},
+        {"audience", required_argument, NULL, 'a'},
+        {"bench-plaintext", no_argument, NULL, 'B'},
+        {NULL, 0, NULL, 0},
     };
-    struct atr_http_server_opts so;
-    memset(&so, 0, sizeof(so));
-    so.name = "service";
-    so.port = SERVE_DEFAULT_PORT;
+    struct atr_cli_serving sv;
+    atr_cli_serving_init(&sv, "serve", "service", SERVE_DEFAULT_PORT);
     struct atr_service_opts vo;
     memset(&vo, 0, sizeof(vo));
-    const char *dir = NULL;
-    const char *config_file = NULL;
-    unsigned long n;
     opterr = 0;
     optind = 1;
     int ch;
     while ((ch = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
+        int h = atr_cli_serving_opt(&sv, ch, optarg);
+        if (h < 0)
+            return -h;
+        if (h > 0)
+            continue;
         switch (ch) {
-        case 'd':
-            dir = optarg;
-            break;
-        case 'c':
-            so.cert_file = optarg;
-            break;
-        case 'k':
-            so.key_file = optarg;
-            break;
-        case 'l':
-            so.listen_addr = optarg;
-            break;
-        case 'p':
-            if (!atr_args_parse_ulong(&n, optarg, 0, 65535))
-                return atr_args_usage_error("serve", "--port must be 0..65535, not '%s'", optarg);
-            so.port = (uint16_t)n;
-            break;
         case 'i':
             vo.idp_authority = optarg;
             break;
@@ -105,9 +122,6 @@ int atr_cmd_serve(int argc, char **argv)
             break;
         case 'a':
             vo.audience = optarg;
-            break;
-        case 'f':
-            config_file = optarg;
             break;
         case 'B':
 #ifdef ATR_TEST_BUILD
@@ -123,106 +137,41 @@ int atr_cmd_serve(int argc, char **argv)
             return atr_args_getopt_error("serve", ch, argv);
         }
     }
-    if (optind < argc)
-        return atr_args_usage_error("serve", "unexpected argument '%s'", argv[optind]);
-    if (dir == NULL || so.cert_file == NULL || so.key_file == NULL)
-        return atr_args_usage_error("serve", "--dir, --cert and --key are required");
-
+    int rc = atr_cli_serving_prepare(&sv, argc, argv, "serve.admin_secret");
+    if (rc != ATR_EXIT_OK) {
+        atr_cli_serving_cleanup(&sv);
+        return rc;
+    }
+    rc = ATR_EXIT_FAIL;
     struct atr_err err;
     atr_err_clear(&err);
-    int rc = ATR_EXIT_FAIL;
-    struct atr_config *cfg = NULL;
     struct atr_service *svc = NULL;
-    struct atr_http_server *srv = NULL;
-    char secret[ATR_CLI_SECRET_MAX];
-    char db[4096], srk[4096], secret_path[4096];
-    secret[0] = '\0';
-    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
-        fprintf(stderr, "atrest: cannot create %s: %s\n", dir, strerror(errno));
-        return ATR_EXIT_FAIL;
-    }
-    snprintf(db, sizeof(db), "sqlite:%s/atrest.db", dir);
-    snprintf(srk, sizeof(srk), "%s/srk.key", dir);
-    snprintf(secret_path, sizeof(secret_path), "%s/admin.secret", dir);
-    if (atr_config_new(&cfg) != ATR_OK ||
-        (config_file != NULL && atr_config_load_file(cfg, config_file, &err) != ATR_OK) ||
-        atr_config_load_env(cfg, "ATREST_", environ, &err) != ATR_OK)
-        goto cfg_err;
-    if (vo.idp_authority == NULL)
-        vo.idp_authority = atr_config_get(cfg, "serve.idp");
-    if (vo.ca_file == NULL)
-        vo.ca_file = atr_config_get(cfg, "serve.ca");
-    int64_t ms = 0, threads = 0;
-    bool compress = true;
-    if (!cfg_size(&vo.block_bytes, cfg, "serve.block_bytes", ATR_SERVICE_BLOCK_BYTES_DEFAULT, 1024,
-                  (size_t)1 << 20, &err) ||
-        !cfg_size(&vo.max_body, cfg, "serve.max_body", ATR_SERVICE_MAX_BODY_DEFAULT, 1024,
-                  ATR_SERVICE_MAX_BODY_DEFAULT, &err) ||
-        !cfg_size(&vo.max_line, cfg, "serve.max_line", 64 * 1024, 256, (size_t)1 << 20, &err) ||
-        !cfg_size(&vo.keyring_max, cfg, "serve.keyring_max", 100000, 1, 1u << 20, &err))
-        goto cfg_err;
-    int64_t lines = 0;
-    if (atr_config_get_int(&lines, cfg, "serve.max_lines", 10000, 1, 1000000, &err) != ATR_OK ||
-        atr_config_get_bool(&compress, cfg, "serve.compress", true, &err) != ATR_OK ||
-        atr_config_get_duration_ms(&ms, cfg, "serve.tk_ttl", 600000, 1000, 86400000, &err) !=
-            ATR_OK ||
-        atr_config_get_int(&threads, cfg, "serve.threads", 8, 1, 256, &err) != ATR_OK)
-        goto cfg_err;
-    vo.max_lines = (size_t)lines;
-    vo.no_compress = !compress;
-    vo.tk_ttl_ms = ms;
-    so.threads = (unsigned)threads;
-    const char *cfg_secret = atr_config_get(cfg, "serve.admin_secret");
-    if (cfg_secret != NULL) {
-        snprintf(secret, sizeof(secret), "%s", cfg_secret);
-    } else if (!atr_cli_secret_file_ensure(secret, sizeof(secret), secret_path)) {
-        fprintf(stderr, "atrest: cannot read or create %s\n", secret_path);
-        goto done;
-    }
-    vo.admin_secret = secret;
+    char path[4096], db[4096 + 8], srk[4096];
+    vo.admin_secret = sv.secret;
     vo.store_location = db;
     vo.srk_path = srk;
-    if (vo.idp_authority == NULL)
-        fprintf(stderr, "atrest: no --idp given: every /v1 call will be refused\n");
-    if (atr_http_signals_block(&err) != ATR_OK || atr_service_new(&svc, &vo, &err) != ATR_OK) {
-        fprintf(stderr, "atrest: %s\n", atr_err_msg(&err));
-        goto done;
+    if (!atr_cli_serving_path(path, sizeof(path), &sv, "atrest.db") ||
+        !atr_cli_serving_path(srk, sizeof(srk), &sv, "srk.key") ||
+        !serve_settings(&vo, &sv.so, sv.cfg)) {
+        /* message printed */
+    } else {
+        snprintf(db, sizeof(db), "sqlite:%s", path);
+        if (vo.idp_authority == NULL)
+            fprintf(stderr, "atrest: no --idp given: every /v1 call will be refused\n");
+        if (atr_service_new(&svc, &vo, &err) != ATR_OK) {
+            fprintf(stderr, "atrest: %s\n", atr_err_msg(&err));
+        } else {
+            sv.so.auth = atr_service_auth;
+            sv.so.auth_ctx = svc;
+            sv.so.observe = atr_service_observe;
+            sv.so.observe_ctx = svc;
+            size_t nroutes = 0;
+            const struct atr_route *routes = atr_service_routes(&nroutes);
+            rc = atr_cli_serving_run(&sv, routes, nroutes, svc, NULL, NULL);
+        }
     }
-    so.auth = atr_service_auth;
-    so.auth_ctx = svc;
-    so.observe = atr_service_observe;
-    so.observe_ctx = svc;
-    size_t nroutes = 0;
-    const struct atr_route *routes = atr_service_routes(&nroutes);
-    if (atr_http_server_new(&srv, &so, routes, nroutes, svc, &err) != ATR_OK ||
-        atr_http_server_start(srv, &err) != ATR_OK) {
-        fprintf(stderr, "atrest: %s\n", atr_err_msg(&err));
-        goto done;
-    }
-    char url[128];
-    if (atr_http_server_url(url, sizeof(url), srv) != ATR_OK) {
-        fprintf(stderr, "atrest: cannot format the server URL\n");
-        goto done;
-    }
-    printf("%s\n", url);
-    fflush(stdout);
-    int sig = 0;
-    if (atr_http_signals_wait(&sig, &err) != ATR_OK) {
-        fprintf(stderr, "atrest: %s\n", atr_err_msg(&err));
-        goto done;
-    }
-    atr_log(ATR_LOG_INFO, "service.signal", NULL, "received %s; stopping",
-            sig == SIGTERM ? "SIGTERM" : "SIGINT");
-    atr_http_server_stop(srv);
-    rc = ATR_EXIT_OK;
-    goto done;
-cfg_err:
-    fprintf(stderr, "atrest: config: %s\n", atr_err_msg(&err));
-done:
-    atr_http_server_free(srv);
     atr_service_free(svc);
-    atr_config_free(cfg);
-    OPENSSL_cleanse(secret, sizeof(secret));
+    atr_cli_serving_cleanup(&sv);
     return rc;
 }
 

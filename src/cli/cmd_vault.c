@@ -37,6 +37,7 @@
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/rest.h"
+#include "cli/serving.h"
 #include "http/server.h"
 #include "vault/vault.h"
 #include "vault/vault_policy.h"
@@ -83,55 +84,31 @@ static void vault_usage(FILE *out)
 static int cmd_serve(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        {"dir", required_argument, NULL, 'd'},
-        {"cert", required_argument, NULL, 'c'},
-        {"key", required_argument, NULL, 'k'},
-        {"listen", required_argument, NULL, 'l'},
-        {"port", required_argument, NULL, 'p'},
+        ATR_CLI_SERVE_LONGOPTS,
         {"idp", required_argument, NULL, 'i'},
         {"ca", required_argument, NULL, 'C'},
         {"dns-suffix", required_argument, NULL, 's'},
         {"default-vault", required_argument, NULL, 'v'},
         {"trusted-app-id", required_argument, NULL, 't'},
         {"test-mode", no_argument, NULL, 'T'},
-        {"config", required_argument, NULL, 'f'},
-        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    struct atr_http_server_opts so;
-    memset(&so, 0, sizeof(so));
-    so.name = "vault";
-    so.port = VAULT_DEFAULT_PORT;
-    so.threads = 8;
+    struct atr_cli_serving sv;
+    atr_cli_serving_init(&sv, "vault serve", "vault", VAULT_DEFAULT_PORT);
+    sv.so.threads = 8;
     struct atr_vault_opts vo;
     memset(&vo, 0, sizeof(vo));
     const char *trusted[ATR_VAULT_MAX_TRUSTED];
-    const char *dir = NULL;
-    const char *config_file = NULL;
-    unsigned long n;
     opterr = 0;
     optind = 1;
     int ch;
     while ((ch = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
+        int h = atr_cli_serving_opt(&sv, ch, optarg);
+        if (h < 0)
+            return -h;
+        if (h > 0)
+            continue;
         switch (ch) {
-        case 'd':
-            dir = optarg;
-            break;
-        case 'c':
-            so.cert_file = optarg;
-            break;
-        case 'k':
-            so.key_file = optarg;
-            break;
-        case 'l':
-            so.listen_addr = optarg;
-            break;
-        case 'p':
-            if (!atr_args_parse_ulong(&n, optarg, 0, 65535))
-                return atr_args_usage_error("vault serve", "--port must be 0..65535, not '%s'",
-                                            optarg);
-            so.port = (uint16_t)n;
-            break;
         case 'i':
             vo.idp_authority = optarg;
             break;
@@ -153,9 +130,6 @@ static int cmd_serve(int argc, char **argv)
         case 'T':
             vo.test_mode = 1;
             break;
-        case 'f':
-            config_file = optarg;
-            break;
         case 'h':
             vault_usage(stdout);
             return ATR_EXIT_OK;
@@ -163,92 +137,47 @@ static int cmd_serve(int argc, char **argv)
             return atr_args_getopt_error("vault serve", ch, argv);
         }
     }
-    if (optind < argc)
-        return atr_args_usage_error("vault serve", "unexpected argument '%s'", argv[optind]);
-    if (dir == NULL || so.cert_file == NULL || so.key_file == NULL)
-        return atr_args_usage_error("vault serve", "--dir, --cert and --key are required");
     vo.trusted_app_ids = trusted;
-
+    int rc = atr_cli_serving_prepare(&sv, argc, argv, "vault.admin_secret");
+    if (rc != ATR_EXIT_OK) {
+        atr_cli_serving_cleanup(&sv);
+        return rc;
+    }
+    rc = ATR_EXIT_FAIL;
     struct atr_err err;
     atr_err_clear(&err);
-    int rc = ATR_EXIT_FAIL;
-    struct atr_config *cfg = NULL;
     struct atr_vault *v = NULL;
-    struct atr_http_server *srv = NULL;
-    char secret[ATR_CLI_SECRET_MAX];
-    char db[4096], mk[4096], secret_path[4096];
-    secret[0] = '\0';
-    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
-        fprintf(stderr, "atrest: cannot create %s: %s\n", dir, strerror(errno));
-        return ATR_EXIT_FAIL;
-    }
-    snprintf(db, sizeof(db), "%s/vault.db", dir);
-    snprintf(mk, sizeof(mk), "%s/master.key", dir);
-    snprintf(secret_path, sizeof(secret_path), "%s/admin.secret", dir);
-    if (atr_config_new(&cfg) != ATR_OK ||
-        (config_file != NULL && atr_config_load_file(cfg, config_file, &err) != ATR_OK) ||
-        atr_config_load_env(cfg, "ATREST_", environ, &err) != ATR_OK) {
-        fprintf(stderr, "atrest: config: %s\n", atr_err_msg(&err));
-        goto done;
-    }
+    char db[4096], mk[4096];
     if (vo.idp_authority == NULL)
-        vo.idp_authority = atr_config_get(cfg, "vault.idp");
+        vo.idp_authority = atr_config_get(sv.cfg, "vault.idp");
     if (vo.ca_file == NULL)
-        vo.ca_file = atr_config_get(cfg, "vault.ca");
+        vo.ca_file = atr_config_get(sv.cfg, "vault.ca");
     if (vo.dns_suffix == NULL)
-        vo.dns_suffix = atr_config_get(cfg, "vault.dns_suffix");
+        vo.dns_suffix = atr_config_get(sv.cfg, "vault.dns_suffix");
     if (vo.default_vault == NULL)
-        vo.default_vault = atr_config_get(cfg, "vault.default_vault");
-    const char *cfg_secret = atr_config_get(cfg, "vault.admin_secret");
-    if (cfg_secret != NULL) {
-        snprintf(secret, sizeof(secret), "%s", cfg_secret);
-    } else if (!atr_cli_secret_file_ensure(secret, sizeof(secret), secret_path)) {
-        fprintf(stderr, "atrest: cannot read or create %s\n", secret_path);
-        goto done;
-    }
-    vo.admin_secret = secret;
+        vo.default_vault = atr_config_get(sv.cfg, "vault.default_vault");
+    vo.admin_secret = sv.secret;
     vo.db_path = db;
     vo.master_key_path = mk;
     if (vo.idp_authority == NULL)
         fprintf(stderr, "atrest: no --idp given: every data-plane call will be refused\n");
-    if (atr_http_signals_block(&err) != ATR_OK || atr_vault_new(&v, &vo, &err) != ATR_OK) {
+    if (!atr_cli_serving_path(db, sizeof(db), &sv, "vault.db") ||
+        !atr_cli_serving_path(mk, sizeof(mk), &sv, "master.key")) {
+        /* message printed */
+    } else if (atr_vault_new(&v, &vo, &err) != ATR_OK ||
+               atr_vault_ticker_start(v, &err) != ATR_OK) {
         fprintf(stderr, "atrest: %s\n", atr_err_msg(&err));
-        goto done;
+    } else {
+        sv.so.auth = atr_vault_auth;
+        sv.so.auth_ctx = v;
+        sv.so.accept = atr_vault_accept;
+        sv.so.accept_ctx = v;
+        size_t nroutes = 0;
+        const struct atr_route *routes = atr_vault_routes(&nroutes);
+        rc = atr_cli_serving_run(&sv, routes, nroutes, v, NULL, NULL);
     }
-    so.auth = atr_vault_auth;
-    so.auth_ctx = v;
-    so.accept = atr_vault_accept;
-    so.accept_ctx = v;
-    size_t nroutes = 0;
-    const struct atr_route *routes = atr_vault_routes(&nroutes);
-    if (atr_http_server_new(&srv, &so, routes, nroutes, v, &err) != ATR_OK ||
-        atr_http_server_start(srv, &err) != ATR_OK || atr_vault_ticker_start(v, &err) != ATR_OK) {
-        fprintf(stderr, "atrest: %s\n", atr_err_msg(&err));
-        goto done;
-    }
-    char url[128];
-    if (atr_http_server_url(url, sizeof(url), srv) != ATR_OK) {
-        fprintf(stderr, "atrest: cannot format the server URL\n");
-        goto done;
-    }
-    printf("%s\n", url);
-    fflush(stdout);
-    if (cfg_secret == NULL)
-        fprintf(stderr, "atrest: admin bootstrap secret in %s\n", secret_path);
-    int sig = 0;
-    if (atr_http_signals_wait(&sig, &err) != ATR_OK) {
-        fprintf(stderr, "atrest: %s\n", atr_err_msg(&err));
-        goto done;
-    }
-    atr_log(ATR_LOG_INFO, "vault.signal", NULL, "received %s; stopping",
-            sig == SIGTERM ? "SIGTERM" : "SIGINT");
-    atr_http_server_stop(srv);
-    rc = ATR_EXIT_OK;
-done:
-    atr_http_server_free(srv);
     atr_vault_free(v);
-    atr_config_free(cfg);
-    OPENSSL_cleanse(secret, sizeof(secret));
+    atr_cli_serving_cleanup(&sv);
     return rc;
 }
 
