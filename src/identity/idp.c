@@ -16,6 +16,7 @@
 #include "base/alloc.h"
 #include "base/b64.h"
 #include "base/log.h"
+#include "crypto/digest_check.h"
 #include "crypto/jwk.h"
 #include "crypto/rand.h"
 #include "crypto/rsa.h"
@@ -48,7 +49,7 @@ struct rl_slot {
 struct atr_idp {
     struct atr_idp_store *store;
     const struct atr_clock *clock;
-    char *admin_secret;
+    struct atr_digest_check admin; /* the bootstrap secret's digest; unset = /admin off */
     int64_t lifetime_s;
     char *resources[ATR_IDP_MAX_RESOURCES];
     size_t nresources;
@@ -298,9 +299,8 @@ atr_status atr_idp_new(struct atr_idp **out, const struct atr_idp_opts *opts, st
         }
         idp->nresources++;
     }
-    if (opts->admin_secret != NULL &&
-        (idp->admin_secret = atr_strdup(opts->admin_secret)) == NULL) {
-        rc = ATR_E_NOMEM;
+    if (!atr_digest_check_set(&idp->admin, opts->admin_secret)) {
+        rc = atr_err_set(err, ATR_E_CRYPTO, "idp: cannot hash the admin secret");
         goto done;
     }
     if (opts->authority != NULL &&
@@ -338,10 +338,7 @@ void atr_idp_free(struct atr_idp *idp)
     atr_idp_store_free(idp->store);
     for (size_t i = 0; i < idp->nresources; i++)
         atr_free(idp->resources[i]);
-    if (idp->admin_secret != NULL) {
-        OPENSSL_cleanse(idp->admin_secret, strlen(idp->admin_secret));
-        atr_free(idp->admin_secret);
-    }
+    atr_digest_check_clear(&idp->admin);
     pthread_mutex_destroy(&idp->lock);
     pthread_mutex_destroy(&idp->rl_lock);
     atr_free(idp);
@@ -1045,19 +1042,6 @@ static atr_status graph_error(const struct atr_idp *idp, struct atr_http_req *re
                   crid != NULL && strlen(crid) <= 64 ? crid : atr_http_req_id(req)));
 }
 
-/* Constant-time comparison of the bootstrap secret (hashing hides its length). */
-static int bootstrap_ok(const struct atr_idp *idp, const char *given)
-{
-    if (idp->admin_secret == NULL)
-        return 0;
-    unsigned char a[32], b[32];
-    unsigned int la = 0, lb = 0;
-    if (EVP_Digest(given, strlen(given), a, &la, EVP_sha256(), NULL) != 1 ||
-        EVP_Digest(idp->admin_secret, strlen(idp->admin_secret), b, &lb, EVP_sha256(), NULL) != 1)
-        return 0;
-    return CRYPTO_memcmp(a, b, 32) == 0;
-}
-
 /* Checks a Graph admin token; fills tid. */
 static int graph_token_ok(struct atr_idp *idp, const char *token, char tid[ATR_IDP_GUID_LEN + 1])
 {
@@ -1120,7 +1104,7 @@ atr_status atr_idp_auth(struct atr_http_req *req, struct atr_http_resp *resp,
     struct idp_principal *p = atr_calloc(1, sizeof(*p));
     if (p == NULL)
         return ATR_E_NOMEM;
-    if (bootstrap_ok(idp, token)) {
+    if (atr_digest_check_matches(&idp->admin, token)) {
         p->bootstrap = 1;
         if (graph) {
             const char *d = atr_http_req_header(req, ATR_IDP_DIRECTORY_HEADER);

@@ -64,14 +64,14 @@ static int64_t days_from_civil(unsigned y, unsigned m, unsigned d)
 static const char *time_parse(int64_t *out, const char *s, size_t n)
 {
     unsigned y, mo, d, h, mi, sec;
-    if (n < 20 || !read_digits(s, 4, &y) || s[4] != '-' || !read_digits(s + 5, 2, &mo) ||
+    if (n < 19 || !read_digits(s, 4, &y) || s[4] != '-' || !read_digits(s + 5, 2, &mo) ||
         s[7] != '-' || !read_digits(s + 8, 2, &d) || (s[10] != 'T' && s[10] != 't') ||
         !read_digits(s + 11, 2, &h) || s[13] != ':' || !read_digits(s + 14, 2, &mi) ||
         s[16] != ':' || !read_digits(s + 17, 2, &sec))
         return TIME_SYNTAX;
     size_t i = 19;
     int64_t frac_ms = 0;
-    if (s[i] == '.') {
+    if (i < n && s[i] == '.') {
         size_t start = ++i;
         while (i < n && s[i] >= '0' && s[i] <= '9')
             i++;
@@ -727,6 +727,12 @@ atr_status atr_records_scan(struct atr_span block_plain, const struct atr_record
                 return atr_err_set(err, ATR_E_NOMEM, "out of memory scanning records");
             return atr_err_set(err, ATR_E_PARSE, "block record %zu is not a JSON object: %s", index,
                                json_phrase(json_error_code(&je)));
+        }
+        if (!json_is_object(obj)) {
+            const char *what = type_name(obj);
+            json_decref(obj);
+            return atr_err_set(err, ATR_E_PARSE, "block record %zu is not a JSON object: %s", index,
+                               what);
         }
         const char *time_text = NULL, *user = NULL, *app = NULL, *action = NULL;
         int64_t t = 0;

@@ -99,7 +99,7 @@
 
 /* Limits of one parse; a field left 0 takes its default. */
 struct atr_records_limits {
-    size_t max_line;    /* bytes per line, CR/LF excluded; ATR_RECORDS_MAX_LINE_DEFAULT */
+    size_t max_line;    /* bytes per line, LF and a CR before it excluded; default 64 KiB */
     size_t max_lines;   /* non-blank lines per batch; ATR_RECORDS_MAX_LINES_DEFAULT */
     size_t max_errors;  /* rejected lines kept with a message; ATR_RECORDS_MAX_ERRORS_DEFAULT */
     unsigned max_depth; /* nesting levels, the line's object is 1; ATR_RECORDS_MAX_DEPTH_DEFAULT */

@@ -13,8 +13,9 @@
 #include "base/b64.h"
 #include "base/log.h"
 #include "base/secmem.h"
+#include "crypto/digest_check.h"
 #include "http/json.h"
-#include "identity/jwks.h"
+#include "identity/tokval.h"
 #include "kms/provider.h"
 #include "kms/srk_file.h"
 #include "service/keyring.h"
@@ -23,22 +24,18 @@
 #include "store/block.h"
 #include "store/store.h"
 
-#define SECRET_HASH_LEN 32
-#define KEY_REF_TK      "tk"
-#define KEY_REF_PLAIN   "none"
-#define AUDIT_PAGE_MAX  200
+#define KEY_REF_TK     "tk"
+#define KEY_REF_PLAIN  "none"
+#define AUDIT_PAGE_MAX 200
 
 struct atr_service {
     struct atr_store *store;
     struct atr_srk_file *srk;
     struct atr_keyring *ring;
     struct atr_metrics *metrics;
-    struct atr_jwks_cache *jwks;
+    struct atr_tokval *tokval; /* NULL: no identity server configured */
     const struct atr_clock *clock;
-    char authority[ATR_SERVICE_AUTHORITY_MAX];
-    char audience[128];
-    uint8_t admin_hash[SECRET_HASH_LEN];
-    int admin_on;
+    struct atr_digest_check admin;
     size_t block_bytes;
     size_t max_body;
     size_t max_lines;
@@ -221,17 +218,6 @@ atr_status atr_service_srk_rotate(struct atr_service *s, uint32_t *out_version, 
 
 /* ------------------------------------------------------------ auth */
 
-static int admin_ok(const struct atr_service *s, const char *given)
-{
-    if (!s->admin_on || given == NULL)
-        return 0;
-    uint8_t h[SECRET_HASH_LEN];
-    unsigned int hl = 0;
-    if (EVP_Digest(given, strlen(given), h, &hl, EVP_sha256(), NULL) != 1)
-        return 0;
-    return CRYPTO_memcmp(h, s->admin_hash, SECRET_HASH_LEN) == 0;
-}
-
 static atr_status unauthorized(struct atr_http_req *req, struct atr_http_resp *resp,
                                const char *why)
 {
@@ -253,26 +239,18 @@ atr_status atr_service_auth(struct atr_http_req *req, struct atr_http_resp *resp
         return ATR_E_NOMEM;
     atr_http_req_set_principal(req, p, atr_free);
     if (route->role != NULL && strcmp(route->role, "admin") == 0) {
-        if (!admin_ok(s, token))
+        if (!atr_digest_check_matches(&s->admin, token))
             return unauthorized(req, resp, "the admin bootstrap secret does not match");
         p->admin = 1;
         return ATR_OK;
     }
-    if (s->jwks == NULL)
+    if (s->tokval == NULL)
         return unauthorized(req, resp, "no identity server is configured");
-    char tmpl[ATR_SERVICE_AUTHORITY_MAX + 32];
-    snprintf(tmpl, sizeof(tmpl), "%s/{tenantid}/v2.0", s->authority);
-    struct atr_jwks_verify_opts vo;
-    memset(&vo, 0, sizeof(vo));
-    vo.jwt.audience = s->audience;
-    vo.jwt.skew_s = 300;
-    vo.jwt.require_exp = 1;
-    vo.issuer_template = tmpl;
     struct atr_jwt_claims c;
     memset(&c, 0, sizeof(c));
     struct atr_err err;
     atr_err_clear(&err);
-    atr_status rc = atr_jwks_cache_verify(&c, s->jwks, token, strlen(token), &vo, &err);
+    atr_status rc = atr_tokval_verify(&c, s->tokval, token, &err);
     if (rc == ATR_E_UNAVAILABLE)
         return atr_err_set(atr_http_req_err(req), ATR_E_UNAVAILABLE,
                            "the identity server's keys cannot be fetched; retry later");
@@ -942,20 +920,16 @@ atr_status atr_service_new(struct atr_service **out, const struct atr_service_op
     if (s == NULL)
         return ATR_E_NOMEM;
     s->clock = opts->clock != NULL ? opts->clock : atr_clock_real();
-    snprintf(s->audience, sizeof(s->audience), "%s",
-             opts->audience != NULL ? opts->audience : ATR_SERVICE_AUDIENCE_DEFAULT);
+
     s->block_bytes = opts->block_bytes != 0 ? opts->block_bytes : ATR_SERVICE_BLOCK_BYTES_DEFAULT;
     s->max_body = opts->max_body != 0 ? opts->max_body : ATR_SERVICE_MAX_BODY_DEFAULT;
     s->max_lines = opts->max_lines != 0 ? opts->max_lines : 10000;
     s->max_line = opts->max_line != 0 ? opts->max_line : 64 * 1024;
     s->compress = !opts->no_compress;
     s->bench_plaintext = opts->bench_plaintext;
-    if (opts->admin_secret != NULL) {
-        unsigned int hl = 0;
-        s->admin_on = EVP_Digest(opts->admin_secret, strlen(opts->admin_secret), s->admin_hash, &hl,
-                                 EVP_sha256(), NULL) == 1;
-    }
     atr_status rc = atr_metrics_new(&s->metrics);
+    if (rc == ATR_OK && !atr_digest_check_set(&s->admin, opts->admin_secret))
+        rc = atr_err_set(err, ATR_E_CRYPTO, "service: cannot hash the admin secret");
     if (rc == ATR_OK)
         rc = atr_store_open(&s->store, opts->store_location, NULL, err);
     int created = 0;
@@ -970,21 +944,10 @@ atr_status atr_service_new(struct atr_service **out, const struct atr_service_op
         ko.ttl_ms = opts->tk_ttl_ms != 0 ? opts->tk_ttl_ms : 600000;
         rc = atr_keyring_new(&s->ring, &ko, s->clock, err);
     }
-    if (rc == ATR_OK && opts->idp_authority != NULL) {
-        snprintf(s->authority, sizeof(s->authority), "%s", opts->idp_authority);
-        size_t al = strlen(s->authority);
-        while (al > 0 && s->authority[al - 1] == '/')
-            s->authority[--al] = '\0';
-        char uri[ATR_SERVICE_AUTHORITY_MAX + 64];
-        snprintf(uri, sizeof(uri), "%s/common/discovery/v2.0/keys", s->authority);
-        struct atr_jwks_cache_opts jo;
-        memset(&jo, 0, sizeof(jo));
-        jo.jwks_uri = uri;
-        jo.ca_file = opts->ca_file;
-        jo.min_refresh_interval_ms = 30000;
-        jo.retry_interval_ms = 2000;
-        rc = atr_jwks_cache_new(&s->jwks, &jo, err);
-    }
+    if (rc == ATR_OK && opts->idp_authority != NULL)
+        rc = atr_tokval_new(&s->tokval, opts->idp_authority, opts->ca_file,
+                            opts->audience != NULL ? opts->audience : ATR_SERVICE_AUDIENCE_DEFAULT,
+                            s->clock, err);
     if (rc != ATR_OK) {
         atr_service_free(s);
         return rc;
@@ -997,11 +960,11 @@ void atr_service_free(struct atr_service *s)
 {
     if (s == NULL)
         return;
-    atr_jwks_cache_free(s->jwks);
+    atr_tokval_free(s->tokval);
     atr_keyring_free(s->ring);
     atr_srk_file_free(s->srk);
     atr_store_close(s->store);
     atr_metrics_free(s->metrics);
-    OPENSSL_cleanse(s->admin_hash, sizeof(s->admin_hash));
+    atr_digest_check_clear(&s->admin);
     atr_free(s);
 }

@@ -20,6 +20,7 @@
 #include "base/log.h"
 #include "base/secmem.h"
 #include "crypto/aead.h"
+#include "crypto/digest_check.h"
 #include "crypto/ec.h"
 #include "crypto/jwk.h"
 #include "crypto/kdf.h"
@@ -27,7 +28,7 @@
 #include "crypto/rsa.h"
 #include "crypto/sig.h"
 #include "http/json.h"
-#include "identity/jwks.h"
+#include "identity/tokval.h"
 #include "vault/vault_policy.h"
 #include "vault/vault_store.h"
 
@@ -39,7 +40,6 @@
 #define BACKUP_MAX_TEXT ((size_t)4 << 20)
 #define TICK_BATCH      256
 #define TRUSTED_ID_MAX  64
-#define SECRET_HASH_LEN 32
 
 static const char backup_magic[] = "atrest-vault-backup-v1";
 
@@ -82,14 +82,13 @@ struct throttle {
 
 struct atr_vault {
     struct atr_vault_store *store;
-    struct atr_aead *master; /* seals private keys; under lock */
-    struct atr_aead *backup; /* seals backups; under lock */
-    struct atr_jwks_cache *jwks;
+    struct atr_aead *master;   /* seals private keys; under lock */
+    struct atr_aead *backup;   /* seals backups; under lock */
+    struct atr_tokval *tokval; /* NULL: no identity server configured */
     char authority[ATR_VAULT_AUTHORITY_MAX];
     char dns_suffix[HOST_MAX + 1];
     char default_vault[ATR_VAULT_NAME_MAX + 1];
-    uint8_t admin_hash[SECRET_HASH_LEN];
-    int admin_on;
+    struct atr_digest_check admin;
     char trusted[ATR_VAULT_MAX_TRUSTED][TRUSTED_ID_MAX + 1];
     size_t ntrusted;
     int test_mode;
@@ -2120,17 +2119,6 @@ static atr_status challenge(struct atr_http_resp *resp, const struct atr_vault *
     return kv_error(resp, 401, "Unauthorized", NULL, "%s", msg);
 }
 
-static int admin_ok(const struct atr_vault *v, const char *given)
-{
-    if (!v->admin_on || given == NULL)
-        return 0;
-    uint8_t h[SECRET_HASH_LEN];
-    unsigned int hl = 0;
-    if (EVP_Digest(given, strlen(given), h, &hl, EVP_sha256(), NULL) != 1)
-        return 0;
-    return CRYPTO_memcmp(h, v->admin_hash, SECRET_HASH_LEN) == 0;
-}
-
 static uint64_t fault_rand(struct atr_vault *v)
 {
     /* xorshift for fault decisions only (not security relevant); under v->lock */
@@ -2193,7 +2181,7 @@ static atr_status auth_admin(struct atr_vault *v, struct atr_http_req *req,
 {
     const char *h = atr_http_req_header(req, "Authorization");
     const char *token = h != NULL && strncasecmp(h, "Bearer ", 7) == 0 ? h + 7 : NULL;
-    if (!admin_ok(v, token)) {
+    if (!atr_digest_check_matches(&v->admin, token)) {
         ATR_TRY(atr_http_resp_header(resp, "WWW-Authenticate", "Bearer realm=\"atrest-vault\""));
         atr_log_fields(ATR_LOG_WARN, "vault.authz", atr_http_req_id(req), "denied", "route", "s",
                        atr_http_req_route(req)->pattern, "reason", "s",
@@ -2249,19 +2237,11 @@ atr_status atr_vault_auth(struct atr_http_req *req, struct atr_http_resp *resp,
         log_decision(req, p, NULL, "challenge", "no bearer token");
         return challenge(resp, v, p, "AKV10000: Request is missing a Bearer or PoP token.");
     }
-    if (v->jwks == NULL)
+    if (v->tokval == NULL)
         return challenge(resp, v, p, "AKV10046: No identity server is configured.");
-    char tmpl[ATR_VAULT_AUTHORITY_MAX + 32];
-    snprintf(tmpl, sizeof(tmpl), "%s/{tenantid}/v2.0", v->authority);
-    struct atr_jwks_verify_opts vo;
-    memset(&vo, 0, sizeof(vo));
-    vo.jwt.audience = ATR_VAULT_AUDIENCE;
-    vo.jwt.skew_s = 300;
-    vo.jwt.require_exp = 1;
-    vo.issuer_template = tmpl;
     struct atr_jwt_claims c;
     memset(&c, 0, sizeof(c));
-    rc = atr_jwks_cache_verify(&c, v->jwks, token, strlen(token), &vo, &err);
+    rc = atr_tokval_verify(&c, v->tokval, token, &err);
     if (rc != ATR_OK) {
         log_decision(req, p, NULL, "denied", atr_err_msg(&err));
         if (rc == ATR_E_UNAVAILABLE)
@@ -2616,11 +2596,8 @@ atr_status atr_vault_new(struct atr_vault **out, const struct atr_vault_opts *op
         snprintf(v->default_vault, sizeof(v->default_vault), "%s", opts->default_vault);
     for (size_t i = 0; i < opts->ntrusted; i++)
         snprintf(v->trusted[v->ntrusted++], TRUSTED_ID_MAX + 1, "%s", opts->trusted_app_ids[i]);
-    if (opts->admin_secret != NULL) {
-        unsigned int hl = 0;
-        v->admin_on = EVP_Digest(opts->admin_secret, strlen(opts->admin_secret), v->admin_hash, &hl,
-                                 EVP_sha256(), NULL) == 1;
-    }
+    if (rc == ATR_OK && !atr_digest_check_set(&v->admin, opts->admin_secret))
+        rc = atr_err_set(err, ATR_E_CRYPTO, "vault: cannot hash the admin secret");
     uint8_t seed[8];
     if (rc == ATR_OK)
         rc = atr_rand_bytes(seed, sizeof(seed), err);
@@ -2643,21 +2620,11 @@ atr_status atr_vault_new(struct atr_vault **out, const struct atr_vault_opts *op
         rc = atr_aead_new(&v->backup, &bk, err);
     atr_secret_cleanup(&mk);
     atr_secret_cleanup(&bk);
-    if (rc == ATR_OK && opts->idp_authority != NULL) {
-        snprintf(v->authority, sizeof(v->authority), "%s", opts->idp_authority);
-        size_t al = strlen(v->authority);
-        while (al > 0 && v->authority[al - 1] == '/')
-            v->authority[--al] = '\0';
-        char uri[ATR_VAULT_AUTHORITY_MAX + 64];
-        snprintf(uri, sizeof(uri), "%s/common/discovery/v2.0/keys", v->authority);
-        struct atr_jwks_cache_opts jo;
-        memset(&jo, 0, sizeof(jo));
-        jo.jwks_uri = uri;
-        jo.ca_file = opts->ca_file;
-        jo.min_refresh_interval_ms = 30000;
-        jo.retry_interval_ms = 2000;
-        rc = atr_jwks_cache_new(&v->jwks, &jo, err);
-    }
+    /* tokens follow the real clock, whatever the key-lifecycle clock does */
+    if (rc == ATR_OK && opts->idp_authority != NULL &&
+        (rc = atr_tokval_new(&v->tokval, opts->idp_authority, opts->ca_file, ATR_VAULT_AUDIENCE,
+                             NULL, err)) == ATR_OK)
+        snprintf(v->authority, sizeof(v->authority), "%s", atr_tokval_authority(v->tokval));
     if (rc != ATR_OK) {
         atr_vault_free(v);
         return rc;
@@ -2682,13 +2649,13 @@ void atr_vault_free(struct atr_vault *v)
         v->throttles = t->next;
         atr_free(t);
     }
-    atr_jwks_cache_free(v->jwks);
+    atr_tokval_free(v->tokval);
     atr_aead_free(v->master);
     atr_aead_free(v->backup);
     atr_vault_store_close(v->store);
     if (v->own_tclock)
         atr_test_clock_cleanup(&v->tclock);
-    OPENSSL_cleanse(v->admin_hash, sizeof(v->admin_hash));
+    atr_digest_check_clear(&v->admin);
     pthread_cond_destroy(&v->ticker_cond);
     pthread_mutex_destroy(&v->write_lock);
     pthread_mutex_destroy(&v->lock);
