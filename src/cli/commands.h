@@ -27,6 +27,8 @@ int atr_cmd_idp(int argc, char **argv);
 int atr_cmd_vault(int argc, char **argv);
 int atr_cmd_serve(int argc, char **argv);
 int atr_cmd_srk(int argc, char **argv);
+int atr_cmd_records(int argc, char **argv);
+int atr_cmd_encryption(int argc, char **argv);
 
 /*
  * Shared pieces of the subcommands (they print their own messages and

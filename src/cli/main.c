@@ -26,6 +26,9 @@ static const struct atr_cli_command commands[] = {
      atr_cmd_vault},
     {"serve", "run the data service (tenants, encrypted records, audit, metrics)", atr_cmd_serve},
     {"srk", "rotate the service root key of a running service", atr_cmd_srk},
+    {"records", "ingest and query a tenant's records (client of the service)", atr_cmd_records},
+    {"encryption", "a tenant's data encryption settings (client of the service)",
+     atr_cmd_encryption},
 };
 
 static void usage(FILE *out)

@@ -53,6 +53,22 @@ curl -sS --max-time 5 --cacert "$ca" -H "Authorization: Bearer $vtok" \
     "$ATREST_VAULT_URL/keys/tenant-key?api-version=7.4" |
     jq -e '.attributes.recoveryLevel == "Recoverable" and .key.kty == "RSA"' >/dev/null ||
     fail "demo key in the vault"
+# the records and encryption CLI with the dev profile
+n=$("$bin" records query --profile "$state/profile" --all --limit 7 2>/dev/null | wc -l)
+[ "$n" -eq 60 ] || fail "records query --all gave $n records, want 60"
+printf '%s\nnot json\n' '{"time":"2026-01-01T00:00:00Z","user":"cli","app":"a","action":"x","ip":"192.0.2.9"}' |
+    "$bin" records ingest --profile "$state/profile" --json >"$t/report"
+jq -e '.accepted == 1 and .rejected == 1 and .errors[0].line == 2' "$t/report" >/dev/null ||
+    fail "ingest report: $(cat "$t/report")"
+n=$("$bin" records query --profile "$state/profile" --user cli | wc -l)
+[ "$n" -eq 1 ] || fail "the record ingested with the CLI was not found ($n)"
+"$bin" encryption status --profile "$state/profile" --json | jq -e '.mode == "managed"' \
+    >/dev/null || fail "encryption status"
+set +e
+"$bin" records query --profile "$state/profile" --limit 0 >/dev/null 2>"$t/err"
+rc=$?
+set -e
+[ "$rc" -eq 1 ] && grep -q limit "$t/err" || fail "limit 0: exit $rc, $(cat "$t/err")"
 # the sample records are not stored in clear
 atr_stop dev
 if grep -r -a -q 'contoso.example' "$state/service"; then fail "a record is stored in clear"; fi
@@ -67,7 +83,7 @@ start
 TOKEN=$(sed -n 's/^  export TOKEN=//p' "$t/dev.out")
 n=$(curl -sS --max-time 10 --cacert "$ca" -H "Authorization: Bearer $TOKEN" \
     "$url/v1/tenants/$tid/records?limit=10000" | wc -l)
-[ "$n" -eq 60 ] || fail "after restart the demo tenant has $n records, want 60"
+[ "$n" -eq 61 ] || fail "after restart the demo tenant has $n records, want 61"
 atr_stop dev
 
 echo "--- bad arguments"
