@@ -41,8 +41,8 @@ static void serve_usage(FILE *out)
             "created on first start), admin.secret (bootstrap secret of /admin).\n"
             "Tokens are checked against the identity server at --idp (audience\n"
             "api://atrest unless --audience). Settings (config file [serve] or\n"
-            "ATREST_SERVE_*): block_bytes, max_body, max_lines, max_line, compress,\n"
-            "tk_ttl, keyring_max, threads.\n"
+            "ATREST_SERVE_*): block_bytes, flush_interval, max_body, max_lines, max_line,\n"
+            "compress, tk_ttl, keyring_max, threads.\n"
             "  --port N   default %d (0 = any free port)\n",
             SERVE_DEFAULT_PORT);
 }
@@ -79,7 +79,9 @@ static int serve_settings(struct atr_service_opts *vo, struct atr_http_server_op
         atr_config_get_bool(&compress, cfg, "serve.compress", true, &err) != ATR_OK ||
         atr_config_get_duration_ms(&ms, cfg, "serve.tk_ttl", 600000, 1000, 86400000, &err) !=
             ATR_OK ||
-        atr_config_get_int(&threads, cfg, "serve.threads", 8, 1, 256, &err) != ATR_OK) {
+        atr_config_get_int(&threads, cfg, "serve.threads", 8, 1, 256, &err) != ATR_OK ||
+        atr_config_get_duration_ms(&vo->flush_interval_ms, cfg, "serve.flush_interval", 0, 0, 1000,
+                                   &err) != ATR_OK) {
         fprintf(stderr, "atrest: config: %s\n", atr_err_msg(&err));
         return 0;
     }

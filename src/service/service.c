@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "service/service.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include <jansson.h>
 #include <openssl/crypto.h>
@@ -42,6 +44,7 @@ struct atr_service {
     size_t max_line;
     int compress;
     int bench_plaintext;
+    struct committer *committer;
 };
 
 /* The caller of a request (set by the auth hook). */
@@ -433,6 +436,187 @@ static atr_status h_audit(struct atr_http_req *req, struct atr_http_resp *resp, 
     return atr_http_resp_json(resp, 200, o);
 }
 
+/* ------------------------------------------------------------ group commit */
+
+/*
+ * Ingest calls hand their sealed blocks to one committer thread, which
+ * writes everything queued in one store transaction (one fsync), waiting up
+ * to the flush interval for more calls first. A caller returns once its
+ * blocks are committed (or the transaction failed for all of them).
+ */
+struct commit_req {
+    const char *tenant;
+    struct atr_store_block_in *blocks; /* the caller's; tenant set on each */
+    size_t n;
+    atr_status rc;
+    struct atr_err err;
+    int done;
+    struct commit_req *next;
+};
+
+struct committer {
+    struct atr_store *store;
+    int64_t flush_ms;
+    pthread_mutex_t lock;
+    pthread_cond_t work; /* a request was queued, or stop */
+    pthread_cond_t done; /* requests were completed */
+    struct commit_req *head, *tail;
+    size_t queued_blocks;
+    int stop;
+    pthread_t thread;
+    uint64_t commits; /* transactions, for tests and metrics */
+};
+
+/* Takes queued requests (whole ones) up to ATR_STORE_APPEND_MAX blocks. */
+static struct commit_req *take_batch(struct committer *c, size_t *out_blocks)
+{
+    struct commit_req *first = c->head, *last = NULL;
+    size_t total = 0;
+    for (struct commit_req *r = c->head; r != NULL; r = r->next) {
+        if (last != NULL && total + r->n > ATR_STORE_APPEND_MAX)
+            break;
+        total += r->n;
+        last = r;
+    }
+    if (last == NULL) {
+        *out_blocks = 0;
+        return NULL;
+    }
+    c->head = last->next;
+    if (c->head == NULL)
+        c->tail = NULL;
+    last->next = NULL;
+    c->queued_blocks -= total;
+    *out_blocks = total;
+    return first;
+}
+
+static void commit_batch(struct committer *c, struct commit_req *batch, size_t total)
+{
+    struct atr_err err;
+    atr_err_clear(&err);
+    atr_status rc = ATR_OK;
+    struct atr_store_block_in *all = NULL;
+    if (batch->next == NULL) {
+        rc = atr_store_blocks_append(c->store, batch->tenant, batch->blocks, batch->n, &err);
+    } else if ((all = atr_calloc(total, sizeof(*all))) == NULL) {
+        rc = atr_err_set(&err, ATR_E_NOMEM, "group commit: out of memory");
+    } else {
+        size_t k = 0;
+        for (struct commit_req *r = batch; r != NULL; r = r->next)
+            for (size_t i = 0; i < r->n; i++)
+                all[k++] = r->blocks[i];
+        rc = atr_store_blocks_append(c->store, batch->tenant, all, total, &err);
+    }
+    atr_free(all);
+    pthread_mutex_lock(&c->lock);
+    c->commits++;
+    for (struct commit_req *r = batch; r != NULL;) {
+        struct commit_req *next = r->next; /* r lives on its caller's stack */
+        r->rc = rc;
+        r->err = err;
+        r->done = 1;
+        r = next;
+    }
+    pthread_cond_broadcast(&c->done);
+    pthread_mutex_unlock(&c->lock);
+}
+
+static void *committer_main(void *arg)
+{
+    struct committer *c = arg;
+    pthread_mutex_lock(&c->lock);
+    for (;;) {
+        while (c->head == NULL && !c->stop)
+            pthread_cond_wait(&c->work, &c->lock);
+        if (c->head == NULL)
+            break;
+        if (c->flush_ms > 0 && !c->stop && c->queued_blocks < ATR_STORE_APPEND_MAX) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            int64_t ns = ts.tv_nsec + (c->flush_ms % 1000) * 1000000;
+            ts.tv_sec += (time_t)(c->flush_ms / 1000 + ns / 1000000000);
+            ts.tv_nsec = (long)(ns % 1000000000);
+            while (!c->stop && c->queued_blocks < ATR_STORE_APPEND_MAX &&
+                   pthread_cond_timedwait(&c->work, &c->lock, &ts) == 0) {
+            }
+        }
+        size_t total = 0;
+        struct commit_req *batch = take_batch(c, &total);
+        pthread_mutex_unlock(&c->lock);
+        if (batch != NULL)
+            commit_batch(c, batch, total);
+        pthread_mutex_lock(&c->lock);
+    }
+    pthread_mutex_unlock(&c->lock);
+    return NULL;
+}
+
+static atr_status committer_new(struct committer **out, struct atr_store *store, int64_t flush_ms,
+                                struct atr_err *err)
+{
+    struct committer *c = atr_calloc(1, sizeof(*c));
+    if (c == NULL)
+        return ATR_E_NOMEM;
+    c->store = store;
+    c->flush_ms = flush_ms;
+    pthread_mutex_init(&c->lock, NULL);
+    pthread_cond_init(&c->work, NULL);
+    pthread_cond_init(&c->done, NULL);
+    if (pthread_create(&c->thread, NULL, committer_main, c) != 0) {
+        pthread_cond_destroy(&c->done);
+        pthread_cond_destroy(&c->work);
+        pthread_mutex_destroy(&c->lock);
+        atr_free(c);
+        return atr_err_set(err, ATR_E_INTERNAL, "service: cannot start the committer thread");
+    }
+    *out = c;
+    return ATR_OK;
+}
+
+/* Commits what is queued, then stops the thread. No caller may be waiting. */
+static void committer_free(struct committer *c)
+{
+    if (c == NULL)
+        return;
+    pthread_mutex_lock(&c->lock);
+    c->stop = 1;
+    pthread_cond_broadcast(&c->work);
+    pthread_mutex_unlock(&c->lock);
+    pthread_join(c->thread, NULL);
+    pthread_cond_destroy(&c->done);
+    pthread_cond_destroy(&c->work);
+    pthread_mutex_destroy(&c->lock);
+    atr_free(c);
+}
+
+/* Queues @p blocks of @p tenant and waits until they are committed. */
+static atr_status committer_append(struct committer *c, const char *tenant,
+                                   struct atr_store_block_in *blocks, size_t n, struct atr_err *err)
+{
+    struct commit_req r;
+    memset(&r, 0, sizeof(r));
+    r.tenant = tenant;
+    r.blocks = blocks;
+    r.n = n;
+    for (size_t i = 0; i < n; i++)
+        blocks[i].tenant = tenant;
+    pthread_mutex_lock(&c->lock);
+    if (c->tail != NULL)
+        c->tail->next = &r;
+    else
+        c->head = &r;
+    c->tail = &r;
+    c->queued_blocks += n;
+    pthread_cond_signal(&c->work);
+    while (!r.done)
+        pthread_cond_wait(&c->done, &c->lock);
+    pthread_mutex_unlock(&c->lock);
+    if (r.rc != ATR_OK && err != NULL)
+        *err = r.err;
+    return r.rc;
+}
+
 /* ------------------------------------------------------------ ingest */
 
 /* The 8-byte big-endian form of a block id, bound into its wrapped DEK. */
@@ -476,6 +660,11 @@ static atr_status store_blocks(struct atr_service *s, const char *tenant,
                                struct atr_err *err)
 {
     size_t n = blocks->n;
+    if (n > ATR_STORE_APPEND_MAX)
+        return atr_err_set(err, ATR_E_TOO_LARGE,
+                           "the records of this call make more than %d blocks; send fewer "
+                           "records per call",
+                           ATR_STORE_APPEND_MAX);
     int64_t first = 0;
     ATR_TRY(atr_store_block_ids_reserve(&first, s->store, tenant, n, err));
     struct atr_store_block_in *in = atr_calloc(n, sizeof(*in));
@@ -514,7 +703,7 @@ static atr_status store_blocks(struct atr_service *s, const char *tenant,
         in[i].sealed = atr_buf_span(&sealed[i]);
     }
     if (rc == ATR_OK)
-        rc = atr_store_blocks_append(s->store, tenant, in, n, err);
+        rc = committer_append(s->committer, tenant, in, n, err);
     for (size_t i = 0; i < n && sealed != NULL && wrapped != NULL; i++) {
         atr_buf_cleanup(&sealed[i]);
         atr_buf_cleanup(&wrapped[i]);
@@ -944,6 +1133,8 @@ atr_status atr_service_new(struct atr_service **out, const struct atr_service_op
         ko.ttl_ms = opts->tk_ttl_ms != 0 ? opts->tk_ttl_ms : 600000;
         rc = atr_keyring_new(&s->ring, &ko, s->clock, err);
     }
+    if (rc == ATR_OK)
+        rc = committer_new(&s->committer, s->store, opts->flush_interval_ms, err);
     if (rc == ATR_OK && opts->idp_authority != NULL)
         rc = atr_tokval_new(&s->tokval, opts->idp_authority, opts->ca_file,
                             opts->audience != NULL ? opts->audience : ATR_SERVICE_AUDIENCE_DEFAULT,
@@ -960,6 +1151,7 @@ void atr_service_free(struct atr_service *s)
 {
     if (s == NULL)
         return;
+    committer_free(s->committer);
     atr_tokval_free(s->tokval);
     atr_keyring_free(s->ring);
     atr_srk_file_free(s->srk);

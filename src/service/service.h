@@ -68,6 +68,7 @@ struct atr_service_opts {
     int no_compress;               /* 1: blocks are not zstd-compressed */
     int64_t tk_ttl_ms;             /* keyring lifetime of a TK; default 10 min */
     size_t keyring_max;            /* cached TKs; default 100000 */
+    int64_t flush_interval_ms;     /* group commit: wait this long for more calls; default 0 */
     int bench_plaintext;           /* benchmark builds only: store blocks unsealed */
 };
 

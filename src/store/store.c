@@ -368,6 +368,8 @@ static atr_status check_block_in(const struct atr_store_block_in *b, struct atr_
         return bad(err, "wrapped DEK");
     if (!span_ok(b->sealed, ATR_STORE_SEALED_MAX))
         return bad(err, "sealed block");
+    if (b->tenant != NULL)
+        ATR_TRY(check_tenant_arg(b->tenant, err));
     return ATR_OK;
 }
 

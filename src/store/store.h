@@ -65,7 +65,7 @@
 #define ATR_STORE_ACTION_MAX    64
 #define ATR_STORE_DETAIL_MAX    2048
 #define ATR_STORE_LIST_MAX      1000 /* rows per list call */
-#define ATR_STORE_APPEND_MAX    1024 /* blocks per append call */
+#define ATR_STORE_APPEND_MAX    8192 /* blocks per append call */
 /* Generation of a freshly created tenant; every update adds one. */
 #define ATR_STORE_GENERATION_FIRST 1
 /* Default time the engine waits for a lock held by someone else. */
@@ -142,6 +142,11 @@ struct atr_store_block_in {
     const char *key_ref;         /* which key wraps the DEK: "tk", "reserve:<id>" */
     struct atr_span wrapped_dek; /* 1..ATR_STORE_WRAPPED_MAX bytes */
     struct atr_span sealed;      /* 1..ATR_STORE_SEALED_MAX bytes (store/block.h) */
+    /*
+     * The block's tenant when it is not the call's (group commit: blocks of
+     * several tenants in one transaction); NULL = the tenant of the call.
+     */
+    const char *tenant;
 };
 
 /* Catalog entry of a block (owned: release lists with atr_store_block_metas_free()). */

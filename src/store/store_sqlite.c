@@ -825,7 +825,7 @@ static atr_status eng_blocks_append(void *impl, const char *tenant,
     for (size_t i = 0; i < n && q.rc == ATR_OK; i++) {
         const struct atr_store_block_in *b = &blocks[i];
         sq_reset(&q);
-        sq_text(&q, tenant);
+        sq_text(&q, b->tenant != NULL ? b->tenant : tenant);
         sq_i64(&q, b->block_id);
         sq_i64(&q, b->t_min_ms);
         sq_i64(&q, b->t_max_ms);

@@ -464,6 +464,43 @@ static void atr_ct_expect_ids(struct atr_store *s, const char *tenant, int64_t f
     atr_store_block_metas_free(rows, n);
 }
 
+/* Group commit: blocks of several tenants in one call, all or nothing. */
+static void atr_ct_blocks_append_tenants(void **state)
+{
+    struct atr_ct_fixture *fx = *state;
+    struct atr_store *s = fx->s;
+    atr_ct_create(s, "acme", 1);
+    atr_ct_create(s, "globex", 1);
+    int64_t first = 0;
+    CT_CALL(ATR_OK, atr_store_block_ids_reserve(&first, s, "acme", 4, CT_ERR));
+    struct atr_ct_block b[4];
+    struct atr_store_block_in in[4];
+    for (int i = 0; i < 4; i++) {
+        atr_ct_block(&b[i], first + i, 10 * i, 10 * i + 5, "tk");
+        in[i] = b[i].in;
+        in[i].tenant = i % 2 == 0 ? "acme" : "globex";
+    }
+    /* one unknown tenant among them: nothing is stored */
+    in[3].tenant = "nobody";
+    CT_CALL(ATR_E_NOT_FOUND, atr_store_blocks_append(s, "acme", in, 4, CT_ERR));
+    assert_int_equal(atr_ct_block_count(s, NULL), 0);
+    in[3].tenant = "bad tenant id";
+    CT_CALL(ATR_E_INVALID, atr_store_blocks_append(s, "acme", in, 4, CT_ERR));
+    assert_int_equal(atr_ct_block_count(s, NULL), 0);
+    in[3].tenant = "globex";
+    CT_CALL(ATR_OK, atr_store_blocks_append(s, "acme", in, 4, CT_ERR));
+    assert_int_equal(atr_ct_block_count(s, "acme"), 2);
+    assert_int_equal(atr_ct_block_count(s, "globex"), 2);
+    const int64_t want_acme[] = {first, first + 2}, want_globex[] = {first + 1, first + 3};
+    atr_ct_expect_ids(s, "acme", 0, 100, want_acme, 2);
+    atr_ct_expect_ids(s, "globex", 0, 100, want_globex, 2);
+    struct atr_buf out;
+    atr_buf_init(&out, 1 << 16);
+    CT_CALL(ATR_E_NOT_FOUND, atr_store_block_read(&out, s, "acme", first + 1, CT_ERR));
+    CT_CALL(ATR_OK, atr_store_block_read(&out, s, "globex", first + 1, CT_ERR));
+    atr_buf_cleanup(&out);
+}
+
 static void atr_ct_blocks_time_query(void **state)
 {
     struct atr_ct_fixture *fx = *state;
@@ -1110,6 +1147,7 @@ static int atr_store_contract_run(const struct atr_store_contract_engine *engine
         ATR_CT_TEST(atr_ct_tenant_list_and_counts),
         ATR_CT_TEST(atr_ct_rewrap_srk),
         ATR_CT_TEST(atr_ct_blocks_append_atomic),
+        ATR_CT_TEST(atr_ct_blocks_append_tenants),
         ATR_CT_TEST(atr_ct_blocks_time_query),
         ATR_CT_TEST(atr_ct_block_rekey),
         ATR_CT_TEST(atr_ct_audit_order_and_cursor),
