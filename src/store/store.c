@@ -113,7 +113,9 @@ static atr_status check_tenant_row(const struct atr_store_tenant *t, struct atr_
         return bad(err, "customer key id");
     if (!terminated(t->extra_json, sizeof(t->extra_json)))
         return bad(err, "extras");
-    if (!span_ok(atr_buf_span(&t->srk_blob), ATR_STORE_WRAPPED_MAX))
+    /* customer mode keeps only CK-wrap(SRK-wrap(TK)): the SRK blob is then empty */
+    if (t->srk_blob.len == 0 ? t->customer_blob.len == 0
+                             : !span_ok(atr_buf_span(&t->srk_blob), ATR_STORE_WRAPPED_MAX))
         return bad(err, "SRK blob");
     if (t->srk_version < 0)
         return bad(err, "SRK version");

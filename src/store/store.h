@@ -102,9 +102,9 @@ struct atr_store_tenant {
     atr_store_state state;
     char reason[ATR_STORE_REASON_MAX + 1];    /* why the state, "" when none */
     char key_uri[ATR_STORE_URI_MAX + 1];      /* customer key URI, "" when none */
-    struct atr_buf srk_blob;                  /* SRK-wrap(TK), never empty */
+    struct atr_buf srk_blob;                  /* SRK-wrap(TK); empty only in customer mode */
     int32_t srk_version;                      /* SRK version that wrapped it, >= 0 */
-    struct atr_buf customer_blob;             /* customer layer, empty when none */
+    struct atr_buf customer_blob;             /* CK-wrap(SRK-wrap(TK)), empty when none */
     char customer_kid[ATR_STORE_URI_MAX + 1]; /* kid that made it, "" iff no blob */
     char extra_json[ATR_STORE_EXTRA_MAX + 1]; /* not parsed here; "" is stored as "{}" */
     int64_t created_ms;                       /* Unix milliseconds */

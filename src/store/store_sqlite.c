@@ -209,6 +209,15 @@ static void sq_blob(struct sq *q, struct atr_span v)
         sq_bound(q, sqlite3_bind_blob64(q->st, ++q->idx, v.ptr, v.len, SQLITE_STATIC));
 }
 
+/* As sq_blob, but an empty value is an empty blob, not NULL (NOT NULL columns). */
+static void sq_blob_nn(struct sq *q, struct atr_span v)
+{
+    if (q->rc == ATR_OK && v.len == 0)
+        sq_bound(q, sqlite3_bind_zeroblob(q->st, ++q->idx, 0));
+    else
+        sq_blob(q, v);
+}
+
 static atr_status step_fail(struct sq *q, int r)
 {
     switch (r) {
@@ -547,7 +556,7 @@ static atr_status eng_tenant_create(void *impl, const struct atr_store_tenant *t
     sq_text(&q, atr_store_state_name(t->state));
     sq_text(&q, t->reason);
     sq_text_or_null(&q, t->key_uri);
-    sq_blob(&q, atr_buf_span(&t->srk_blob));
+    sq_blob_nn(&q, atr_buf_span(&t->srk_blob));
     sq_i64(&q, t->srk_version);
     sq_blob(&q, atr_buf_span(&t->customer_blob));
     sq_text_or_null(&q, t->customer_kid);
@@ -617,7 +626,7 @@ static atr_status eng_tenant_update(int64_t *out_generation, void *impl,
     sq_text(&q, atr_store_state_name(t->state));
     sq_text(&q, t->reason);
     sq_text_or_null(&q, t->key_uri);
-    sq_blob(&q, atr_buf_span(&t->srk_blob));
+    sq_blob_nn(&q, atr_buf_span(&t->srk_blob));
     sq_i64(&q, t->srk_version);
     sq_blob(&q, atr_buf_span(&t->customer_blob));
     sq_text_or_null(&q, t->customer_kid);

@@ -242,6 +242,24 @@ static void atr_ct_tenant_crud(void **state)
     assert_int_equal(got.generation, ATR_STORE_GENERATION_FIRST + 2);
     atr_store_tenant_cleanup(&got);
 
+    /* customer mode keeps only the customer layer: the SRK blob may be empty then */
+    CT_CALL(ATR_OK, atr_store_tenant_get(&got, s, "acme", CT_ERR));
+    got.state = ATR_STORE_STATE_CUSTOMER;
+    snprintf(got.customer_kid, sizeof(got.customer_kid), "https://v.vault.azure.net/keys/k/4567");
+    atr_ct_blob(&got.customer_blob, "ck-wrap(inner)");
+    atr_buf_reset(&got.srk_blob);
+    CT_CALL(ATR_OK, atr_store_tenant_update(&gen, s, &got, CT_ERR));
+    atr_store_tenant_cleanup(&got);
+    CT_CALL(ATR_OK, atr_store_tenant_get(&got, s, "acme", CT_ERR));
+    assert_int_equal(got.srk_blob.len, 0);
+    assert_true(atr_ct_span_is(atr_buf_span(&got.customer_blob), "ck-wrap(inner)"));
+    /* ... but a row with neither layer is refused */
+    atr_buf_reset(&got.customer_blob);
+    got.customer_kid[0] = '\0';
+    got.state = ATR_STORE_STATE_MANAGED;
+    CT_CALL(ATR_E_INVALID, atr_store_tenant_update(&gen, s, &got, CT_ERR));
+    atr_store_tenant_cleanup(&got);
+
     /* updating a tenant that does not exist */
     snprintf(t.id, sizeof(t.id), "ghost");
     CT_CALL(ATR_E_NOT_FOUND, atr_store_tenant_update(&gen, s, &t, CT_ERR));
