@@ -9,9 +9,12 @@
  * REST APIs, as an operator would: a directory "Contoso" whose id is the
  * demo tenant, a client application with the Records.Write, Records.Read
  * and DataEncryption.Admin roles, a vault "contoso" with soft delete and
- * purge protection holding an RSA key, the tenant in the service, and sample
- * records. What it made is kept in DIR/demo.json (0600) and reused on later
- * starts. DIR/profile holds the URLs and ids for the CLI and scripts.
+ * purge protection holding an RSA key, the service's multi-tenant
+ * application (its service principal in Contoso holds list, wrapKey and
+ * unwrapKey on the vault), the tenant in the service with sample records,
+ * and the customer key enabled for it. What it made is kept in
+ * DIR/demo.json (0600) and reused on later starts. DIR/profile holds the
+ * URLs and ids for the CLI and scripts.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -107,7 +110,7 @@ static void base_opts(struct atr_http_server_opts *so, const struct dev *d, cons
     so->key_file = d->key;
 }
 
-static int start_all(struct dev *d, unsigned long port)
+static int start_idp_vault(struct dev *d, unsigned long port)
 {
     char state[PATH_MAX], path[PATH_MAX], path2[PATH_MAX];
     struct atr_err err;
@@ -177,36 +180,7 @@ static int start_all(struct dev *d, unsigned long port)
     if (!start_server(&d->vault_srv, d->vault_url, sizeof(d->vault_url), &so, routes, n, d->vault))
         return 0;
 
-    /* the data service */
-    char srk[PATH_MAX], db[PATH_MAX + 8];
-    if (!path_join(state, sizeof(state), d->dir, "service") ||
-        (mkdir(state, 0700) != 0 && errno != EEXIST) ||
-        !path_join(path, sizeof(path), state, "atrest.db") ||
-        snprintf(db, sizeof(db), "sqlite:%s", path) >= (int)sizeof(db) ||
-        !path_join(srk, sizeof(srk), state, "srk.key") ||
-        !path_join(path2, sizeof(path2), state, "admin.secret") ||
-        !atr_cli_secret_file_ensure(d->svc_secret, sizeof(d->svc_secret), path2)) {
-        fprintf(stderr, "atrest dev: cannot prepare %s\n", state);
-        return 0;
-    }
-    struct atr_service_opts sv;
-    memset(&sv, 0, sizeof(sv));
-    sv.store_location = db;
-    sv.srk_path = srk;
-    sv.idp_authority = d->idp_url;
-    sv.ca_file = d->ca;
-    sv.admin_secret = d->svc_secret;
-    if (atr_service_new(&d->svc, &sv, &err) != ATR_OK) {
-        fprintf(stderr, "atrest dev: service: %s\n", atr_err_msg(&err));
-        return 0;
-    }
-    base_opts(&so, d, "service", port);
-    so.auth = atr_service_auth;
-    so.auth_ctx = d->svc;
-    so.observe = atr_service_observe;
-    so.observe_ctx = d->svc;
-    routes = atr_service_routes(&n);
-    return start_server(&d->svc_srv, d->svc_url, sizeof(d->svc_url), &so, routes, n, d->svc);
+    return 1;
 }
 
 /* ---------------------------------------------------------------- demo */
@@ -273,30 +247,61 @@ static const char sample_actions[][16] = {"login", "download", "share", "delete"
 static const char sample_apps[][16] = {"Mail", "Files", "Chat"};
 
 /* The first start: directory, client app, roles, vault and key, tenant, records. */
-static int provision(struct dev *d, const char *demo_path)
+static int save_demo(const struct dev *d, const char *demo_path)
+{
+    char *text = json_dumps(d->demo, JSON_INDENT(2));
+    int ok = text != NULL && write_private(demo_path, text);
+    if (text != NULL)
+        OPENSSL_cleanse(text, strlen(text));
+    free(text);
+    return ok;
+}
+
+/*
+ * The identity and vault side of the demo: the customer's directory
+ * "Contoso" (the demo tenant) with a client application holding the
+ * service's three roles; the service provider's directory "atrest" with the
+ * service's multi-tenant application, and its service principal in Contoso;
+ * the vault "contoso" (soft delete + purge protection) granting the client
+ * application everything and the service's principal list/wrapKey/unwrapKey;
+ * an RSA key.
+ */
+static int provision_identity(struct dev *d)
 {
     const char *ia = d->idp_secret;
     json_t *dir = rest(d->idp_url, d->ca, ia, NULL, NULL, "POST", "/admin/directories",
                        json_pack("{s:s}", "displayName", "Contoso"), NULL, 201);
+    json_t *home = rest(d->idp_url, d->ca, ia, NULL, NULL, "POST", "/admin/directories",
+                        json_pack("{s:s}", "displayName", "atrest service provider"), NULL, 201);
     const char *tid = json_string_value(json_object_get(dir, "id"));
-    if (tid == NULL) {
-        json_decref(dir);
-        return 0;
-    }
+    const char *home_tid = json_string_value(json_object_get(home, "id"));
+    json_t *app = NULL, *sp = NULL, *byok = NULL, *byok_sp = NULL;
+    int ok = tid != NULL && home_tid != NULL;
     char path[512];
-    snprintf(path, sizeof(path), "/admin/directories/%s/applications", tid);
-    json_t *app = rest(
-        d->idp_url, d->ca, ia, NULL, NULL, "POST", path,
-        json_pack("{s:s,s:b}", "displayName", "atrest demo client", "multiTenant", 0), NULL, 201);
-    json_t *sp =
-        app == NULL
-            ? NULL
-            : rest(d->idp_url, d->ca, ia, ATR_IDP_DIRECTORY_HEADER, tid, "POST",
-                   "/v1.0/servicePrincipals",
-                   json_pack("{s:s}", "appId", json_string_value(json_object_get(app, "appId"))),
+    if (ok) {
+        snprintf(path, sizeof(path), "/admin/directories/%s/applications", tid);
+        app = rest(d->idp_url, d->ca, ia, NULL, NULL, "POST", path,
+                   json_pack("{s:s,s:b}", "displayName", "atrest demo client", "multiTenant", 0),
                    NULL, 201);
+        snprintf(path, sizeof(path), "/admin/directories/%s/applications", home_tid);
+        byok = rest(d->idp_url, d->ca, ia, NULL, NULL, "POST", path,
+                    json_pack("{s:s,s:b}", "displayName", "atrest", "multiTenant", 1), NULL, 201);
+        ok = app != NULL && byok != NULL;
+    }
+    if (ok) {
+        sp = rest(d->idp_url, d->ca, ia, ATR_IDP_DIRECTORY_HEADER, tid, "POST",
+                  "/v1.0/servicePrincipals",
+                  json_pack("{s:s}", "appId", json_string_value(json_object_get(app, "appId"))),
+                  NULL, 201);
+        /* the customer registers the service's application in its directory */
+        byok_sp = rest(
+            d->idp_url, d->ca, ia, ATR_IDP_DIRECTORY_HEADER, tid, "POST", "/v1.0/servicePrincipals",
+            json_pack("{s:s}", "appId", json_string_value(json_object_get(byok, "appId"))), NULL,
+            201);
+    }
     const char *spid = json_string_value(json_object_get(sp, "id"));
-    int ok = spid != NULL;
+    const char *byok_spid = json_string_value(json_object_get(byok_sp, "id"));
+    ok = ok && spid != NULL && byok_spid != NULL;
     static const char *const roles[] = {ATR_ROLE_WRITE, ATR_ROLE_READ, ATR_ROLE_ADMIN};
     for (size_t i = 0; ok && i < 3; i++) {
         snprintf(path, sizeof(path), "/admin/directories/%s/servicePrincipals/%s/roles", tid, spid);
@@ -306,20 +311,24 @@ static int provision(struct dev *d, const char *demo_path)
         json_decref(g);
     }
     if (ok) {
-        d->demo = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s}", "tenant", tid, "appId",
-                            json_string_value(json_object_get(app, "appId")), "secret",
-                            json_string_value(json_object_get(app, "secret")), "spId", spid,
-                            "vault", DEV_VAULT, "key", DEV_KEY);
+        d->demo =
+            json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:b}", "tenant", tid, "appId",
+                      json_string_value(json_object_get(app, "appId")), "secret",
+                      json_string_value(json_object_get(app, "secret")), "spId", spid, "byokAppId",
+                      json_string_value(json_object_get(byok, "appId")), "byokSecret",
+                      json_string_value(json_object_get(byok, "secret")), "byokSpId", byok_spid,
+                      "vault", DEV_VAULT, "key", DEV_KEY, "serviceReady", 0);
         ok = d->demo != NULL;
     }
-    /* the customer's vault: soft delete + purge protection, a key for BYOK */
     if (ok) {
         snprintf(path, sizeof(path), "/admin/vaults/%s", DEV_VAULT);
         json_t *v = rest(d->vault_url, d->ca, d->vault_secret, NULL, NULL, "PUT", path,
-                         json_pack("{s:s,s:b,s:i,s:[{s:s,s:s,s:{s:[s]}}]}", "directoryId", tid,
-                                   "enablePurgeProtection", 1, "softDeleteRetentionInDays", 90,
-                                   "accessPolicies", "tenantId", tid, "objectId", spid,
-                                   "permissions", "keys", "all"),
+                         json_pack("{s:s,s:b,s:i,s:[{s:s,s:s,s:{s:[s]}},{s:s,s:s,s:{s:[s,s,s]}}]}",
+                                   "directoryId", tid, "enablePurgeProtection", 1,
+                                   "softDeleteRetentionInDays", 90, "accessPolicies", "tenantId",
+                                   tid, "objectId", spid, "permissions", "keys", "all", "tenantId",
+                                   tid, "objectId", byok_spid, "permissions", "keys", "list",
+                                   "wrapKey", "unwrapKey"),
                          NULL, 201);
         ok = v != NULL;
         json_decref(v);
@@ -336,8 +345,23 @@ static int provision(struct dev *d, const char *demo_path)
         json_decref(k);
     }
     OPENSSL_cleanse(vtok, sizeof(vtok));
+    json_decref(dir);
+    json_decref(home);
+    json_decref(app);
+    json_decref(sp);
+    json_decref(byok);
+    json_decref(byok_sp);
+    return ok;
+}
+
+/* The service side: the tenant, sample records, and the customer key enabled. */
+static int provision_service(struct dev *d)
+{
+    const char *tid = json_string_value(json_object_get(d->demo, "tenant"));
+    char path[512];
     char stok[ATR_JWT_MAX_LEN + 1];
-    if (ok && (ok = token_for(stok, sizeof(stok), d, "api://atrest/.default"))) {
+    int ok = token_for(stok, sizeof(stok), d, "api://atrest/.default");
+    if (ok) {
         snprintf(path, sizeof(path), "/v1/tenants/%s", tid);
         json_t *t = rest(d->svc_url, d->ca, stok, NULL, NULL, "PUT", path, NULL, NULL, 201);
         ok = t != NULL;
@@ -362,7 +386,6 @@ static int provision(struct dev *d, const char *demo_path)
         }
         if (m != NULL)
             fclose(m);
-        snprintf(path, sizeof(path), "%s/v1/tenants/%s/records", d->svc_url, tid);
         struct atr_cli_rest t = {d->svc_url, d->ca, stok, NULL, NULL};
         struct atr_http_client_resp r;
         atr_http_client_resp_init(&r);
@@ -371,17 +394,19 @@ static int provision(struct dev *d, const char *demo_path)
         atr_http_client_resp_cleanup(&r);
         free(nd);
     }
-    OPENSSL_cleanse(stok, sizeof(stok));
     if (ok) {
-        char *text = json_dumps(d->demo, JSON_INDENT(2));
-        ok = text != NULL && write_private(demo_path, text);
-        if (text != NULL)
-            OPENSSL_cleanse(text, strlen(text));
-        free(text);
+        /* bring your own key: the versionless URI of the demo key */
+        char uri[512];
+        snprintf(uri, sizeof(uri), "%s/keys/%s", d->vault_url, DEV_KEY);
+        snprintf(path, sizeof(path), "/v1/tenants/%s/encryption", tid);
+        json_t *e = rest(d->svc_url, d->ca, stok, NULL, NULL, "PUT", path,
+                         json_pack("{s:s}", "keyUri", uri), NULL, 200);
+        ok = e != NULL;
+        json_decref(e);
     }
-    json_decref(dir);
-    json_decref(app);
-    json_decref(sp);
+    OPENSSL_cleanse(stok, sizeof(stok));
+    if (ok)
+        json_object_set_new(d->demo, "serviceReady", json_true());
     return ok;
 }
 
@@ -409,14 +434,71 @@ static int write_profile(const struct dev *d)
     return ok;
 }
 
-static int demo_ready(struct dev *d)
+/* The data service, with the demo's customer-key application. */
+static int start_service(struct dev *d, unsigned long port)
+{
+    char state[PATH_MAX], path[PATH_MAX], path2[PATH_MAX];
+    struct atr_err err;
+    atr_err_clear(&err);
+    struct atr_http_server_opts so;
+    size_t n;
+    const struct atr_route *routes;
+    /* the data service */
+    char srk[PATH_MAX], db[PATH_MAX + 8];
+    if (!path_join(state, sizeof(state), d->dir, "service") ||
+        (mkdir(state, 0700) != 0 && errno != EEXIST) ||
+        !path_join(path, sizeof(path), state, "atrest.db") ||
+        snprintf(db, sizeof(db), "sqlite:%s", path) >= (int)sizeof(db) ||
+        !path_join(srk, sizeof(srk), state, "srk.key") ||
+        !path_join(path2, sizeof(path2), state, "admin.secret") ||
+        !atr_cli_secret_file_ensure(d->svc_secret, sizeof(d->svc_secret), path2)) {
+        fprintf(stderr, "atrest dev: cannot prepare %s\n", state);
+        return 0;
+    }
+    struct atr_service_opts sv;
+    memset(&sv, 0, sizeof(sv));
+    sv.store_location = db;
+    sv.srk_path = srk;
+    sv.idp_authority = d->idp_url;
+    sv.ca_file = d->ca;
+    sv.admin_secret = d->svc_secret;
+    /* bring your own key: the service's multi-tenant application, this vault only */
+    char vault_host[160];
+    snprintf(vault_host, sizeof(vault_host), "%s", d->vault_url + strlen("https://"));
+    const char *hosts[] = {vault_host};
+    sv.byok_client_id = json_string_value(json_object_get(d->demo, "byokAppId"));
+    sv.byok_client_secret = json_string_value(json_object_get(d->demo, "byokSecret"));
+    sv.byok_vault_hosts = hosts;
+    sv.byok_nvault_hosts = 1;
+    if (atr_service_new(&d->svc, &sv, &err) != ATR_OK) {
+        fprintf(stderr, "atrest dev: service: %s\n", atr_err_msg(&err));
+        return 0;
+    }
+    base_opts(&so, d, "service", port);
+    so.auth = atr_service_auth;
+    so.auth_ctx = d->svc;
+    so.observe = atr_service_observe;
+    so.observe_ctx = d->svc;
+    routes = atr_service_routes(&n);
+    return start_server(&d->svc_srv, d->svc_url, sizeof(d->svc_url), &so, routes, n, d->svc);
+}
+
+/* The identity side (provisioned once), the service, then the service side (once). */
+static int demo_ready(struct dev *d, unsigned long port)
 {
     char demo_path[PATH_MAX];
     if (!path_join(demo_path, sizeof(demo_path), d->dir, "demo.json"))
         return 0;
     d->demo = json_load_file(demo_path, 0, NULL);
-    if (d->demo == NULL && !provision(d, demo_path)) {
+    if (d->demo == NULL && (!provision_identity(d) || !save_demo(d, demo_path))) {
         fprintf(stderr, "atrest dev: provisioning the demo failed (see the messages above)\n");
+        return 0;
+    }
+    if (!start_service(d, port))
+        return 0;
+    if (!json_is_true(json_object_get(d->demo, "serviceReady")) &&
+        (!provision_service(d) || !save_demo(d, demo_path))) {
+        fprintf(stderr, "atrest dev: provisioning the demo tenant failed (see above)\n");
         return 0;
     }
     return write_profile(d) && token_for(d->token, sizeof(d->token), d, "api://atrest/.default");
@@ -432,7 +514,7 @@ static void print_ready(const struct dev *d)
            "  service          %s\n"
            "  identity server  %s\n"
            "  key vault        %s (vault \"%s\", key \"%s\")\n"
-           "  demo tenant      %s\n"
+           "  demo tenant      %s (its data under the customer key in the vault)\n"
            "\n"
            "A token for the demo tenant (1 hour; roles Records.Write, Records.Read,\n"
            "DataEncryption.Admin):\n"
@@ -530,7 +612,7 @@ int atr_cmd_dev(int argc, char **argv)
         fprintf(stderr, "atrest dev: %s\n", atr_err_msg(&err));
         return rc;
     }
-    if (start_all(&d, port) && demo_ready(&d)) {
+    if (start_idp_vault(&d, port) && demo_ready(&d, port)) {
         print_ready(&d);
         int sig = 0;
         if (atr_http_signals_wait(&sig, &err) == ATR_OK) {

@@ -29,6 +29,7 @@
 extern char **environ;
 
 #define SERVE_DEFAULT_PORT 8446
+#define BYOK_MAX_HOSTS     16
 
 static void serve_usage(FILE *out)
 {
@@ -42,7 +43,10 @@ static void serve_usage(FILE *out)
             "Tokens are checked against the identity server at --idp (audience\n"
             "api://atrest unless --audience). Settings (config file [serve] or\n"
             "ATREST_SERVE_*): block_bytes, flush_interval, max_body, max_lines, max_line,\n"
-            "compress, tk_ttl, keyring_max, threads.\n"
+            "compress, tk_ttl, keyring_max, threads, byok_client_id, byok_client_secret.\n"
+            "Customer keys: --byok-client-id APPID --byok-secret-file FILE (the service's\n"
+            "multi-tenant application) and --byok-vault-host HOST (allowed vault hosts;\n"
+            "default vault.azure.net).\n"
             "  --port N   default %d (0 = any free port)\n",
             SERVE_DEFAULT_PORT);
 }
@@ -100,12 +104,17 @@ int atr_cmd_serve(int argc, char **argv)
         {"ca", required_argument, NULL, 'C'},
         {"audience", required_argument, NULL, 'a'},
         {"bench-plaintext", no_argument, NULL, 'B'},
+        {"byok-client-id", required_argument, NULL, 'I'},
+        {"byok-secret-file", required_argument, NULL, 'S'},
+        {"byok-vault-host", required_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
     struct atr_cli_serving sv;
     atr_cli_serving_init(&sv, "serve", "service", SERVE_DEFAULT_PORT);
     struct atr_service_opts vo;
     memset(&vo, 0, sizeof(vo));
+    const char *vault_hosts[BYOK_MAX_HOSTS];
+    const char *byok_secret_file = NULL;
     opterr = 0;
     optind = 1;
     int ch;
@@ -124,6 +133,18 @@ int atr_cmd_serve(int argc, char **argv)
             break;
         case 'a':
             vo.audience = optarg;
+            break;
+        case 'I':
+            vo.byok_client_id = optarg;
+            break;
+        case 'S':
+            byok_secret_file = optarg;
+            break;
+        case 'V':
+            if (vo.byok_nvault_hosts == BYOK_MAX_HOSTS)
+                return atr_args_usage_error("serve", "at most %d --byok-vault-host",
+                                            BYOK_MAX_HOSTS);
+            vault_hosts[vo.byok_nvault_hosts++] = optarg;
             break;
         case 'B':
 #ifdef ATR_TEST_BUILD
@@ -149,6 +170,29 @@ int atr_cmd_serve(int argc, char **argv)
     atr_err_clear(&err);
     struct atr_service *svc = NULL;
     char path[4096], db[4096 + 8], srk[4096];
+    char byok_secret[ATR_CLI_SECRET_MAX];
+    byok_secret[0] = '\0';
+    vo.byok_vault_hosts = vault_hosts;
+    if (vo.byok_client_id == NULL)
+        vo.byok_client_id = atr_config_get(sv.cfg, "serve.byok_client_id");
+    if (vo.byok_client_id != NULL) {
+        const char *cfg_secret = atr_config_get(sv.cfg, "serve.byok_client_secret");
+        if (byok_secret_file != NULL) {
+            if (!atr_cli_read_small_file(byok_secret, sizeof(byok_secret), byok_secret_file)) {
+                fprintf(stderr, "atrest: cannot read %s\n", byok_secret_file);
+                atr_cli_serving_cleanup(&sv);
+                return ATR_EXIT_FAIL;
+            }
+        } else if (cfg_secret != NULL) {
+            snprintf(byok_secret, sizeof(byok_secret), "%s", cfg_secret);
+        } else {
+            atr_cli_serving_cleanup(&sv);
+            return atr_args_usage_error("serve", "--byok-client-id needs --byok-secret-file");
+        }
+        vo.byok_client_secret = byok_secret;
+        if (vo.byok_nvault_hosts == 0)
+            vault_hosts[vo.byok_nvault_hosts++] = "vault.azure.net";
+    }
     vo.admin_secret = sv.secret;
     vo.store_location = db;
     vo.srk_path = srk;
@@ -174,6 +218,7 @@ int atr_cmd_serve(int argc, char **argv)
     }
     atr_service_free(svc);
     atr_cli_serving_cleanup(&sv);
+    OPENSSL_cleanse(byok_secret, sizeof(byok_secret));
     return rc;
 }
 

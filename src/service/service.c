@@ -20,6 +20,7 @@
 #include "identity/tokval.h"
 #include "kms/provider.h"
 #include "kms/srk_file.h"
+#include "service/byok.h"
 #include "service/keyring.h"
 #include "service/metrics.h"
 #include "service/records.h"
@@ -45,6 +46,7 @@ struct atr_service {
     int compress;
     int bench_plaintext;
     struct committer *committer;
+    struct atr_byok *byok; /* NULL: customer keys not configured */
 };
 
 /* The caller of a request (set by the auth hook). */
@@ -92,6 +94,45 @@ static void audit(struct atr_service *s, const char *tenant, const char *actor, 
 
 /* ------------------------------------------------------------ tenant keys */
 
+/*
+ * The SRK layer of a tenant row: the stored SRK-wrap(TK), or in customer
+ * mode the customer layer unwrapped through the tenant's vault. @p fail
+ * (may be NULL) gets the vault's cause.
+ */
+static atr_status inner_blob(struct atr_buf *out, struct atr_service *s,
+                             const struct atr_store_tenant *t, struct atr_akv_error *fail,
+                             struct atr_err *err)
+{
+    if (t->customer_blob.len == 0)
+        return atr_buf_append(out, t->srk_blob.ptr, t->srk_blob.len);
+    if (s->byok == NULL)
+        return atr_err_set(err, ATR_E_UNAVAILABLE,
+                           "tenant %s uses a customer key but this service has no customer-key "
+                           "settings",
+                           t->id);
+    atr_metrics_add(s->metrics, ATR_METRICS_VAULT_CALLS, 1);
+    return atr_byok_unwrap(out, s->byok, t->id, t->customer_kid, atr_buf_span(&t->customer_blob),
+                           fail, err);
+}
+
+/* Unwraps a tenant row's TK through both layers. */
+static atr_status tk_unwrap_row(struct atr_secret *out_tk, struct atr_service *s,
+                                const struct atr_store_tenant *t, struct atr_akv_error *fail,
+                                struct atr_err *err)
+{
+    struct atr_buf inner;
+    atr_buf_init(&inner, ATR_STORE_WRAPPED_MAX);
+    atr_status rc = inner_blob(&inner, s, t, fail, err);
+    if (rc == ATR_OK) {
+        struct atr_kms_keyref ref;
+        atr_srk_keyref_format(&ref, (uint32_t)t->srk_version);
+        rc = atr_keyring_tk_unwrap(out_tk, atr_srk_file_provider(s->srk), &ref,
+                                   atr_buf_span(&inner), t->id, err);
+    }
+    atr_buf_cleanup(&inner);
+    return rc;
+}
+
 /* Keyring loader: unwraps SRK-wrap(TK) of the tenant's row. */
 static atr_status tk_load(struct atr_secret *out_tk, int64_t *out_deadline_ms, const char *tenant,
                           void *ctx, struct atr_err *err)
@@ -101,12 +142,8 @@ static atr_status tk_load(struct atr_secret *out_tk, int64_t *out_deadline_ms, c
     struct atr_store_tenant t;
     atr_store_tenant_init(&t);
     atr_status rc = atr_store_tenant_get(&t, s->store, tenant, err);
-    if (rc == ATR_OK) {
-        struct atr_kms_keyref ref;
-        atr_srk_keyref_format(&ref, (uint32_t)t.srk_version);
-        rc = atr_keyring_tk_unwrap(out_tk, atr_srk_file_provider(s->srk), &ref,
-                                   atr_buf_span(&t.srk_blob), tenant, err);
-    }
+    if (rc == ATR_OK)
+        rc = tk_unwrap_row(out_tk, s, &t, NULL, err);
     atr_store_tenant_cleanup(&t);
     return rc;
 }
@@ -121,7 +158,33 @@ static atr_status tk_get(struct atr_secret *out, struct atr_service *s, const ch
     atr_keyring_stats(&after, s->ring);
     atr_metrics_add(s->metrics, ATR_METRICS_KEYRING_HITS, after.hits - before.hits);
     atr_metrics_add(s->metrics, ATR_METRICS_KEYRING_MISSES, after.misses - before.misses);
-    return rc;
+    if (rc == ATR_OK || rc == ATR_E_NOMEM || rc == ATR_E_NOT_FOUND)
+        return rc;
+    if (rc == ATR_E_AUTH_FAILED) {
+        /* a stored key that does not authenticate is damage on our side, never the caller's */
+        atr_log_fields(ATR_LOG_ERROR, "service.key.integrity", NULL,
+                       "a tenant key failed authentication", "tenant", "s", tenant, "detail", "s",
+                       atr_err_msg(err), NULL);
+        return atr_err_set(err, ATR_E_INTERNAL, "the key of tenant %s failed authentication",
+                           tenant);
+    }
+    /* the customer key (or a key store) is not available now: retry later */
+    char why[200];
+    snprintf(why, sizeof(why), "%s", atr_err_msg(err));
+    return atr_err_set(err, ATR_E_UNAVAILABLE, "the tenant's key is not available: %s", why);
+}
+
+/*
+ * Answers 503 with the reason when the tenant's key cannot be used now (its
+ * customer key is unreachable or refused): the tenant admin needs the cause,
+ * which is not internal detail.
+ */
+static atr_status key_unavailable(struct atr_http_resp *resp, const struct atr_err *err)
+{
+    ATR_TRY(atr_http_resp_header(resp, "Retry-After", "30"));
+    ATR_TRY(atr_http_resp_error(resp, ATR_E_UNAVAILABLE, atr_err_msg(err),
+                                json_pack("{s:s}", "reason", "CustomerKeyUnavailable")));
+    return ATR_E_UNAVAILABLE;
 }
 
 atr_status atr_service_tenant_ensure(struct atr_service *s, const char *tenant, const char *actor,
@@ -183,6 +246,8 @@ static atr_status rewrap_one(struct atr_buf *out_blob, int32_t *out_version, voi
                              struct atr_err *err)
 {
     struct rewrap_ctx *rc_ = arg;
+    if (old_blob.len == 0)
+        return ATR_OK; /* customer mode: its inner layer is renewed when the key rolls */
     struct atr_kms_provider *p = atr_srk_file_provider(rc_->s->srk);
     struct atr_kms_keyref old_ref, new_ref;
     atr_srk_keyref_format(&old_ref, (uint32_t)old_version);
@@ -224,8 +289,11 @@ atr_status atr_service_srk_rotate(struct atr_service *s, uint32_t *out_version, 
 static atr_status unauthorized(struct atr_http_req *req, struct atr_http_resp *resp,
                                const char *why)
 {
+    /* RFC 6750 3.1: no error code when the request carried no credentials */
+    const char *h = atr_http_req_header(req, "Authorization");
     ATR_TRY(atr_http_resp_header(resp, "WWW-Authenticate",
-                                 "Bearer realm=\"atrest\", error=\"invalid_token\""));
+                                 h != NULL ? "Bearer realm=\"atrest\", error=\"invalid_token\""
+                                           : "Bearer realm=\"atrest\""));
     return atr_err_set(atr_http_req_err(req), ATR_E_UNAUTHORIZED, "%s", why);
 }
 
@@ -385,14 +453,224 @@ static atr_status h_encryption_get(struct atr_http_req *req, struct atr_http_res
     return rc;
 }
 
-static atr_status h_encryption_change(struct atr_http_req *req, struct atr_http_resp *resp,
+/* The SRK-wrap(TK) of @p t under the current SRK version (re-wrapped when older). */
+static atr_status inner_current(struct atr_buf *out, int32_t *out_version, struct atr_service *s,
+                                const struct atr_store_tenant *t, struct atr_akv_error *fail,
+                                struct atr_err *err)
+{
+    struct atr_secret tk;
+    memset(&tk, 0, sizeof(tk));
+    atr_status rc = tk_unwrap_row(&tk, s, t, fail, err);
+    struct atr_kms_keyref ref;
+    uint32_t v = 0;
+    if (rc == ATR_OK)
+        rc = atr_keyring_tk_wrap(out, &ref, atr_srk_file_provider(s->srk), &tk, t->id, err);
+    if (rc == ATR_OK)
+        rc = atr_srk_keyref_parse(&v, &ref, err);
+    *out_version = (int32_t)v;
+    atr_secret_cleanup(&tk);
+    return rc;
+}
+
+/* Answers a vault failure during enable/disable with its cause and fix. */
+static atr_status vault_failure(struct atr_http_resp *resp, const struct atr_akv_error *fail,
+                                const struct atr_err *err)
+{
+    char fix[ATR_BYOK_TEXT_MAX];
+    const char *f = atr_byok_fix(fail, fix, sizeof(fix));
+    unsigned status =
+        fail->cause == ATR_AKV_THROTTLED ? 503
+        : fail->cause == ATR_AKV_VAULT_UNREACHABLE || fail->cause == ATR_AKV_AUTHORITY_UNREACHABLE
+            ? 504
+            : 502;
+    json_t *body = json_pack("{s:{s:s,s:s,s:s,s:s}}", "error", "code", "CustomerKeyUnavailable",
+                             "message", atr_err_msg(err), "cause", atr_akv_cause_name(fail->cause),
+                             "fix", f != NULL ? f : "");
+    ATR_TRY(atr_http_resp_json(resp, status, body));
+    return status == 503 ? ATR_E_UNAVAILABLE : status == 504 ? ATR_E_TIMEOUT : ATR_E_UPSTREAM;
+}
+
+static atr_status h_encryption_put(struct atr_http_req *req, struct atr_http_resp *resp, void *ctx)
+{
+    struct atr_service *s = ctx;
+    struct atr_err *rerr = atr_http_req_err(req);
+    if (s->byok == NULL)
+        return atr_err_set(rerr, ATR_E_UNSUPPORTED,
+                           "customer-managed keys are not configured on this service");
+    json_t *body = NULL;
+    ATR_TRY(atr_http_req_json(&body, req));
+    const char *uri = json_string_value(json_object_get(body, "keyUri"));
+    struct atr_store_tenant t;
+    atr_store_tenant_init(&t);
+    struct atr_byok_report *rep = atr_calloc(1, sizeof(*rep));
+    struct atr_buf inner, outer;
+    atr_buf_init(&inner, ATR_STORE_WRAPPED_MAX);
+    atr_buf_init(&outer, ATR_STORE_WRAPPED_MAX);
+    struct atr_akv_error fail;
+    memset(&fail, 0, sizeof(fail));
+    struct atr_err err;
+    atr_err_clear(&err);
+    atr_status rc = rep == NULL ? ATR_E_NOMEM : load_tenant(&t, s, req);
+    if (rc != ATR_OK)
+        goto done;
+    if (t.state == ATR_STORE_STATE_LOCKED) {
+        rc = atr_err_set(rerr, ATR_E_LOCKED,
+                         "the tenant is locked: restore access to its current key first");
+        goto done;
+    }
+    atr_metrics_add(s->metrics, ATR_METRICS_VAULT_CALLS, 5);
+    atr_byok_validate(rep, s->byok, t.id, uri);
+    if (!rep->ok) {
+        const struct atr_byok_check *bad = NULL;
+        for (size_t i = 0; i < rep->n && bad == NULL; i++)
+            bad = rep->checks[i].outcome == 0 ? &rep->checks[i] : NULL;
+        char msg[2 * ATR_BYOK_TEXT_MAX + 64];
+        snprintf(msg, sizeof(msg), "check %s failed: %s", bad != NULL ? bad->name : "?",
+                 bad != NULL ? bad->message : "");
+        json_t *report = atr_byok_report_json(rep);
+        json_t *e =
+            json_pack("{s:s,s:s,s:s,s:O}", "code", rep->code, "message", msg, "fix",
+                      bad != NULL ? bad->fix : "", "checks", json_object_get(report, "checks"));
+        json_decref(report);
+        char actor[300];
+        actor_of(actor, sizeof(actor), who(req));
+        audit(s, t.id, actor, "encryption.enable.refused",
+              json_pack("{s:s,s:s,s:s}", "keyUri", uri != NULL ? uri : "", "check",
+                        bad != NULL ? bad->name : "", "cause", bad != NULL ? bad->cause : ""));
+        rc = atr_http_resp_json(resp, rep->http_status, json_pack("{s:o}", "error", e));
+        if (rc == ATR_OK)
+            rc = rep->http_status >= 500 ? ATR_E_UPSTREAM : ATR_E_INVALID;
+        goto done;
+    }
+    /* the new layer: CK-wrap of SRK-wrap(TK) under the current SRK version */
+    int32_t version = 0;
+    char kid[ATR_AKV_KID_MAX];
+    if ((rc = inner_current(&inner, &version, s, &t, &fail, &err)) != ATR_OK) {
+        rc = fail.cause != ATR_AKV_OK ? vault_failure(resp, &fail, &err) : fail_with(req, rc, &err);
+        goto done;
+    }
+    if ((rc = atr_byok_wrap(&outer, kid, s->byok, &rep->key, atr_buf_span(&inner), &fail, &err)) !=
+        ATR_OK) {
+        rc = vault_failure(resp, &fail, &err);
+        goto done;
+    }
+    char key_uri[ATR_STORE_URI_MAX + 1];
+    if (atr_akv_uri_format(key_uri, sizeof(key_uri), &rep->key, 0) != ATR_OK ||
+        strlen(kid) > ATR_STORE_URI_MAX) {
+        rc = atr_err_set(rerr, ATR_E_INVALID, "the key URI is too long");
+        goto done;
+    }
+    char old_kid[ATR_STORE_URI_MAX + 1];
+    snprintf(old_kid, sizeof(old_kid), "%s", t.customer_kid);
+    snprintf(t.key_uri, sizeof(t.key_uri), "%s", key_uri);
+    snprintf(t.customer_kid, sizeof(t.customer_kid), "%s", kid);
+    atr_buf_reset(&t.customer_blob);
+    atr_buf_reset(&t.srk_blob);
+    if ((rc = atr_buf_append(&t.customer_blob, outer.ptr, outer.len)) != ATR_OK)
+        goto done;
+    t.srk_version = version;
+    t.state = ATR_STORE_STATE_CUSTOMER;
+    t.reason[0] = '\0';
+    t.updated_ms = now_ms(s);
+    int64_t gen = 0;
+    rc = atr_store_tenant_update(&gen, s->store, &t, &err);
+    if (rc == ATR_E_CONFLICT) {
+        rc = atr_err_set(rerr, ATR_E_CONFLICT,
+                         "the tenant's encryption settings changed meanwhile; try again");
+        goto done;
+    }
+    if (rc != ATR_OK) {
+        rc = fail_with(req, rc, &err);
+        goto done;
+    }
+    char actor[300];
+    actor_of(actor, sizeof(actor), who(req));
+    audit(s, t.id, actor, "encryption.enable",
+          json_pack("{s:s,s:s,s:s?}", "keyUri", key_uri, "keyVersion", kid, "previousKeyVersion",
+                    old_kid[0] != '\0' ? old_kid : NULL));
+    atr_log_fields(ATR_LOG_INFO, "service.encryption.enable", atr_http_req_id(req),
+                   "customer key enabled", "tenant", "s", t.id, "kid", "s", kid, NULL);
+    rc = atr_http_resp_json(resp, 200,
+                            json_pack("{s:s,s:s,s:s,s:s,s:o}", "mode", "customer", "state",
+                                      "customer", "keyUri", key_uri, "keyVersion", kid,
+                                      "validation", atr_byok_report_json(rep)));
+done:
+    atr_buf_cleanup(&inner);
+    atr_buf_cleanup(&outer);
+    atr_free(rep);
+    atr_store_tenant_cleanup(&t);
+    json_decref(body);
+    return rc;
+}
+
+static atr_status h_encryption_delete(struct atr_http_req *req, struct atr_http_resp *resp,
                                       void *ctx)
 {
-    (void)resp;
-    (void)ctx;
-    return atr_err_set(atr_http_req_err(req), ATR_E_UNSUPPORTED,
-                       "customer-managed keys (bring your own key) are not available in this "
-                       "version; every tenant is encrypted with service-managed keys");
+    struct atr_service *s = ctx;
+    struct atr_err *rerr = atr_http_req_err(req);
+    struct atr_store_tenant t;
+    atr_store_tenant_init(&t);
+    struct atr_buf inner;
+    atr_buf_init(&inner, ATR_STORE_WRAPPED_MAX);
+    struct atr_akv_error fail;
+    memset(&fail, 0, sizeof(fail));
+    struct atr_err err;
+    atr_err_clear(&err);
+    atr_status rc = load_tenant(&t, s, req);
+    if (rc != ATR_OK)
+        goto done;
+    if (t.customer_blob.len == 0) {
+        rc = atr_err_set(rerr, ATR_E_CONFLICT, "the tenant already uses service-managed keys only");
+        goto done;
+    }
+    if (t.state == ATR_STORE_STATE_LOCKED) {
+        rc = atr_err_set(rerr, ATR_E_LOCKED,
+                         "the tenant is locked: its customer key is needed to remove the "
+                         "customer layer; restore access to the key first");
+        goto done;
+    }
+    int32_t version = 0;
+    if ((rc = inner_current(&inner, &version, s, &t, &fail, &err)) != ATR_OK) {
+        rc = fail.cause != ATR_AKV_OK ? vault_failure(resp, &fail, &err) : fail_with(req, rc, &err);
+        goto done;
+    }
+    char old_kid[ATR_STORE_URI_MAX + 1];
+    snprintf(old_kid, sizeof(old_kid), "%s", t.customer_kid);
+    atr_buf_reset(&t.srk_blob);
+    if ((rc = atr_buf_append(&t.srk_blob, inner.ptr, inner.len)) != ATR_OK)
+        goto done;
+    t.srk_version = version;
+    atr_buf_reset(&t.customer_blob);
+    t.customer_kid[0] = '\0';
+    t.key_uri[0] = '\0';
+    t.reason[0] = '\0';
+    t.state = ATR_STORE_STATE_MANAGED;
+    t.updated_ms = now_ms(s);
+    int64_t gen = 0;
+    rc = atr_store_tenant_update(&gen, s->store, &t, &err);
+    if (rc == ATR_E_CONFLICT) {
+        rc = atr_err_set(rerr, ATR_E_CONFLICT,
+                         "the tenant's encryption settings changed meanwhile; try again");
+        goto done;
+    }
+    if (rc != ATR_OK) {
+        rc = fail_with(req, rc, &err);
+        goto done;
+    }
+    char actor[300];
+    actor_of(actor, sizeof(actor), who(req));
+    audit(s, t.id, actor, "encryption.disable", json_pack("{s:s}", "previousKeyVersion", old_kid));
+    atr_log_fields(ATR_LOG_INFO, "service.encryption.disable", atr_http_req_id(req),
+                   "customer key removed", "tenant", "s", t.id, NULL);
+    rc = atr_http_resp_json(resp, 200,
+                            json_pack("{s:s,s:s,s:s}", "mode", "managed", "state", "managed",
+                                      "message",
+                                      "the customer layer was removed; the data stays encrypted "
+                                      "with service-managed keys"));
+done:
+    atr_buf_cleanup(&inner);
+    atr_store_tenant_cleanup(&t);
+    return rc;
 }
 
 static atr_status h_audit(struct atr_http_req *req, struct atr_http_resp *resp, void *ctx)
@@ -762,7 +1040,7 @@ static atr_status h_ingest(struct atr_http_req *req, struct atr_http_resp *resp,
         (!s->bench_plaintext && (rc = tk_get(&tk, s, tenant, &err)) != ATR_OK) ||
         (rc = atr_records_pack(&blocks, &batch, s->block_bytes, &err)) != ATR_OK ||
         (rc = store_blocks(s, tenant, &blocks, &tk, &err)) != ATR_OK) {
-        rc = fail_with(req, rc, &err);
+        rc = rc == ATR_E_UNAVAILABLE ? key_unavailable(resp, &err) : fail_with(req, rc, &err);
         goto done;
     }
     atr_metrics_add(s->metrics, ATR_METRICS_RECORDS_INGESTED, batch.n_records);
@@ -918,7 +1196,7 @@ static atr_status h_query(struct atr_http_req *req, struct atr_http_resp *resp, 
     struct atr_secret tk;
     memset(&tk, 0, sizeof(tk));
     if (!s->bench_plaintext && (rc = tk_get(&tk, s, tenant, &err)) != ATR_OK)
-        return fail_with(req, rc, &err);
+        return rc == ATR_E_UNAVAILABLE ? key_unavailable(resp, &err) : fail_with(req, rc, &err);
     struct query_out q;
     memset(&q, 0, sizeof(q));
     atr_buf_init(&q.out, ATR_SERVICE_QUERY_BYTES_MAX + ATR_BLOCK_MAX_PLAIN_DEFAULT * 16);
@@ -1077,8 +1355,8 @@ static const struct atr_route routes[] = {
      ATR_ROLE_WRITE},
     {"GET", "/v1/tenants/{t}/records", h_query, AUTH, 0, ATR_ROLE_READ},
     {"GET", "/v1/tenants/{t}/encryption", h_encryption_get, AUTH, 0, ATR_ROLE_ADMIN},
-    {"PUT", "/v1/tenants/{t}/encryption", h_encryption_change, AUTH, 65536, ATR_ROLE_ADMIN},
-    {"DELETE", "/v1/tenants/{t}/encryption", h_encryption_change, AUTH, 0, ATR_ROLE_ADMIN},
+    {"PUT", "/v1/tenants/{t}/encryption", h_encryption_put, AUTH, 65536, ATR_ROLE_ADMIN},
+    {"DELETE", "/v1/tenants/{t}/encryption", h_encryption_delete, AUTH, 0, ATR_ROLE_ADMIN},
     {"GET", "/v1/tenants/{t}/audit", h_audit, AUTH, 0, ATR_ROLE_ADMIN},
 };
 
@@ -1135,6 +1413,18 @@ atr_status atr_service_new(struct atr_service **out, const struct atr_service_op
     }
     if (rc == ATR_OK)
         rc = committer_new(&s->committer, s->store, opts->flush_interval_ms, err);
+    if (rc == ATR_OK && opts->byok_client_id != NULL) {
+        struct atr_byok_opts bo;
+        memset(&bo, 0, sizeof(bo));
+        bo.client_id = opts->byok_client_id;
+        bo.client_secret = opts->byok_client_secret;
+        bo.authority = opts->byok_authority != NULL ? opts->byok_authority : opts->idp_authority;
+        bo.vault_hosts = opts->byok_vault_hosts;
+        bo.nvault_hosts = opts->byok_nvault_hosts;
+        bo.ca_file = opts->ca_file;
+        bo.clock = s->clock;
+        rc = atr_byok_new(&s->byok, &bo, err);
+    }
     if (rc == ATR_OK && opts->idp_authority != NULL)
         rc = atr_tokval_new(&s->tokval, opts->idp_authority, opts->ca_file,
                             opts->audience != NULL ? opts->audience : ATR_SERVICE_AUDIENCE_DEFAULT,
@@ -1152,6 +1442,7 @@ void atr_service_free(struct atr_service *s)
     if (s == NULL)
         return;
     committer_free(s->committer);
+    atr_byok_free(s->byok);
     atr_tokval_free(s->tokval);
     atr_keyring_free(s->ring);
     atr_srk_file_free(s->srk);

@@ -12,6 +12,8 @@
  *   POST /v1/tenants/{t}/records         NDJSON ingest (Records.Write)
  *   GET  /v1/tenants/{t}/records         query, NDJSON (Records.Read)
  *   GET  /v1/tenants/{t}/encryption      encryption status (DataEncryption.Admin)
+ *   PUT  /v1/tenants/{t}/encryption      enable a customer key {"keyUri"} (validation report)
+ *   DELETE /v1/tenants/{t}/encryption    remove the customer layer
  *   GET  /v1/tenants/{t}/audit           audit events (DataEncryption.Admin)
  *   GET  /healthz, GET /metrics          no authentication
  *   GET  /admin/tenants, POST /admin/srk/rotate   bootstrap secret
@@ -70,6 +72,12 @@ struct atr_service_opts {
     size_t keyring_max;            /* cached TKs; default 100000 */
     int64_t flush_interval_ms;     /* group commit: wait this long for more calls; default 0 */
     int bench_plaintext;           /* benchmark builds only: store blocks unsealed */
+    /* customer keys (bring your own key); byok_client_id NULL = not offered */
+    const char *byok_client_id;          /* the service's multi-tenant application */
+    const char *byok_client_secret;      /* its client secret */
+    const char *byok_authority;          /* default idp_authority */
+    const char *const *byok_vault_hosts; /* vault hosts allowed (kms/akv.h); required with byok */
+    size_t byok_nvault_hosts;
 };
 
 /**

@@ -14,8 +14,10 @@ bin=${1:?usage: dev.sh path/to/atrest}
 t=$atr_tmp
 state="$t/state"
 
+# fixed ports across the restart: the customer key's URI names the vault's port
+base=$((20000 + RANDOM % 20000))
 start() {
-    atr_start dev "$bin" dev --dir "$state" --port 0
+    atr_start dev "$bin" dev --dir "$state" --port "$base"
     url=$ATR_URL
     for _ in $(seq 1 100); do
         grep -q '^  export TOKEN=' "$t/dev.out" && return 0
@@ -43,8 +45,8 @@ n=$(curl -sS --max-time 10 --cacert "$ca" -H "Authorization: Bearer $TOKEN" \
     "$url/v1/tenants/$tid/records?limit=10000" | wc -l)
 [ "$n" -eq 60 ] || fail "demo tenant has $n records, want 60"
 curl -sS --max-time 5 --cacert "$ca" -H "Authorization: Bearer $TOKEN" \
-    "$url/v1/tenants/$tid/encryption" | jq -e '.mode == "managed"' >/dev/null ||
-    fail "encryption status"
+    "$url/v1/tenants/$tid/encryption" | jq -e '.mode == "customer" and .state == "customer"' \
+    >/dev/null || fail "the demo tenant does not use the customer key"
 # the vault: purge protection on, the demo key present (token from the demo app)
 secret=$(jq -r .secret "$state/demo.json")
 vtok=$("$bin" idp token --url "$ATREST_IDP_URL" --ca "$ca" --tenant "$tid" \
@@ -53,6 +55,12 @@ curl -sS --max-time 5 --cacert "$ca" -H "Authorization: Bearer $vtok" \
     "$ATREST_VAULT_URL/keys/tenant-key?api-version=7.4" |
     jq -e '.attributes.recoveryLevel == "Recoverable" and .key.kty == "RSA"' >/dev/null ||
     fail "demo key in the vault"
+# the service's own application holds exactly list, wrapKey and unwrapKey
+"$bin" vault show contoso --url "$ATREST_VAULT_URL" --ca "$ca" \
+    --admin-secret-file "$state/vault/admin.secret" |
+    jq -e --arg sp "$(jq -r .byokSpId "$state/demo.json")" \
+        '.accessPolicies[] | select(.objectId == $sp) | .permissions.keys == ["list","unwrapKey","wrapKey"]' \
+        >/dev/null || fail "the service's access policy"
 # the records and encryption CLI with the dev profile
 n=$("$bin" records query --profile "$state/profile" --all --limit 7 2>/dev/null | wc -l)
 [ "$n" -eq 60 ] || fail "records query --all gave $n records, want 60"
@@ -62,7 +70,7 @@ jq -e '.accepted == 1 and .rejected == 1 and .errors[0].line == 2' "$t/report" >
     fail "ingest report: $(cat "$t/report")"
 n=$("$bin" records query --profile "$state/profile" --user cli | wc -l)
 [ "$n" -eq 1 ] || fail "the record ingested with the CLI was not found ($n)"
-"$bin" encryption status --profile "$state/profile" --json | jq -e '.mode == "managed"' \
+"$bin" encryption status --profile "$state/profile" --json | jq -e '.mode == "customer"' \
     >/dev/null || fail "encryption status"
 set +e
 "$bin" records query --profile "$state/profile" --limit 0 >/dev/null 2>"$t/err"

@@ -36,6 +36,9 @@ fail() {
 atr_start() {
     local name=$1
     shift
+    # a restart under the same name must not read the previous run's URL
+    rm -f "$atr_tmp/$name.out"
+    : >"$atr_tmp/$name.out"
     "$@" >"$atr_tmp/$name.out" 2>"$atr_tmp/$name.err" &
     local pid=$!
     atr_pids[$name]=$pid
