@@ -1187,8 +1187,8 @@ atr_status atr_akv_challenge_parse(struct atr_akv_challenge *out, const char *ww
     if (strlen(authz) >= sizeof(out->authority) || strlen(resource) >= sizeof(out->resource))
         return atr_err_set(err, ATR_E_PARSE, "akv: challenge values too long");
     snprintf(out->tenant, sizeof(out->tenant), "%s", slash + 1);
-    snprintf(out->authority, sizeof(out->authority), "%s", authz);
-    snprintf(out->resource, sizeof(out->resource), "%s", resource);
+    memcpy(out->authority, authz, strlen(authz) + 1); /* length checked above */
+    memcpy(out->resource, resource, strlen(resource) + 1);
     return ATR_OK;
 }
 

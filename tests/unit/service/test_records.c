@@ -425,7 +425,7 @@ static void test_line_too_long(void **state)
     snprintf(line, sizeof(line), "%.*s,\"p\":\"%.*s\"}", (int)(strlen(base) - 1), base,
              (int)(100 - fixed), pad);
     assert_int_equal(strlen(line), 100);
-    char body[512];
+    char body[1024];
     snprintf(body, sizeof(body), "%s\r\n", line); /* the CR is not counted */
     struct atr_records_batch b;
     assert_int_equal(parse_str(&b, body, &lim, NULL), ATR_OK);
