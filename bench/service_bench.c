@@ -73,16 +73,16 @@
 #define ATR_BENCH_BASELINE ""
 #endif
 
-#define RECORD_BYTES   1024 /* every record line is exactly this long, '\n' included */
-#define BATCH_RECORDS  1000
-#define MAX_ROUNDS     15
-#define MAX_SERVERS    8
-#define MAX_THREADS    16
-#define QUERY_LIMIT    10000
-#define URL_MAX        512
-#define TOKEN_MAX      8192
-#define ID_MAX         64
-#define RESP_MAX       ((size_t)24 << 20)
+#define RECORD_BYTES  1024 /* every record line is exactly this long, '\n' included */
+#define BATCH_RECORDS 1000
+#define MAX_ROUNDS    15
+#define MAX_SERVERS   8
+#define MAX_THREADS   16
+#define QUERY_LIMIT   10000
+#define URL_MAX       512
+#define TOKEN_MAX     8192
+#define ID_MAX        64
+#define RESP_MAX      ((size_t)24 << 20)
 
 struct config {
     int quick;
@@ -269,8 +269,7 @@ static int run_capture(const char *const *argv, char *out, size_t cap)
  * WORK/NAME.out, stderr to WORK/NAME.err; waits up to 20 s for the URL it
  * prints. @p env NULL or "KEY=VALUE" strings added to the environment.
  */
-static struct child *start_server(const char *name, const char *const *argv,
-                                  const char *const *env)
+static struct child *start_server(const char *name, const char *const *argv, const char *const *env)
 {
     if (g_nchildren == MAX_SERVERS)
         die("too many servers");
@@ -510,9 +509,9 @@ static void idp_tenant(struct tenant *t, const struct idp *I, struct atr_http_cl
     char jti[40];
     snprintf(jti, sizeof(jti), "%016llx%016llx", (unsigned long long)rnd(),
              (unsigned long long)rnd());
-    json_t *claims = json_pack("{s:s,s:s,s:s,s:I,s:I,s:I,s:s}", "iss", I->app_id, "sub",
-                               I->app_id, "aud", url, "iat", (json_int_t)now, "nbf",
-                               (json_int_t)now, "exp", (json_int_t)(now + 600), "jti", jti);
+    json_t *claims = json_pack("{s:s,s:s,s:s,s:I,s:I,s:I,s:s}", "iss", I->app_id, "sub", I->app_id,
+                               "aud", url, "iat", (json_int_t)now, "nbf", (json_int_t)now, "exp",
+                               (json_int_t)(now + 600), "jti", jti);
     char *assertion = NULL;
     struct atr_err err;
     atr_err_clear(&err);
@@ -544,8 +543,8 @@ static void idp_tenant(struct tenant *t, const struct idp *I, struct atr_http_cl
 
 /* ------------------------------------------------------------------ records */
 
-static const char *const ACTIONS[] = {"login", "logout", "view", "edit", "delete", "export",
-                                      "share", "upload"};
+static const char *const ACTIONS[] = {"login",  "logout", "view",  "edit",
+                                      "delete", "export", "share", "upload"};
 
 /*
  * Writes one record of exactly RECORD_BYTES bytes ('\n' included) at @p out:
@@ -643,8 +642,8 @@ static void *ingest_worker(void *arg)
             json_int_t acc = json_integer_value(json_object_get(o, "accepted"));
             json_decref(o);
             if (acc != BATCH_RECORDS) {
-                fprintf(stderr, "bench_service: ingest: accepted %lld of %d: %s\n",
-                        (long long)acc, BATCH_RECORDS, resp_text(&r));
+                fprintf(stderr, "bench_service: ingest: accepted %lld of %d: %s\n", (long long)acc,
+                        BATCH_RECORDS, resp_text(&r));
                 atomic_store(&x->failed, 1);
             }
             atomic_fetch_add(&x->accepted, (size_t)acc);
@@ -750,8 +749,9 @@ static struct result run_baseline(const struct config *cfg, const char *input, i
     char db[1100], nrec[32], out[1024];
     snprintf(db, sizeof(db), "%s/baseline.db", g_work);
     snprintf(nrec, sizeof(nrec), "%zu", cfg->batches * BATCH_RECORDS);
-    const char *argv[] = {cfg->baseline, "--db",         db, "--input", input, "--records",
-                          nrec,          with_key ? "--key" : "--no-key", NULL};
+    const char *argv[] = {cfg->baseline, "--db",      db,   "--input",
+                          input,         "--records", nrec, with_key ? "--key" : "--no-key",
+                          NULL};
     if (run_capture(argv, out, sizeof(out)) != 0)
         die("%s failed: %s", cfg->baseline, out);
     double ins = 0, rd = 0;
@@ -784,8 +784,8 @@ static const char *const SYS_NAME[SYS_N] = {
 static void bench_ingest(const struct config *cfg, struct idp *I, const char *const *tls,
                          struct atr_http_client *ic)
 {
-    int have_baseline = cfg->baseline != NULL && cfg->baseline[0] != '\0' &&
-                        access(cfg->baseline, X_OK) == 0;
+    int have_baseline =
+        cfg->baseline != NULL && cfg->baseline[0] != '\0' && access(cfg->baseline, X_OK) == 0;
     if (!have_baseline)
         fprintf(stderr, "bench_service: no SQLCipher baseline program (%s); its rows are skipped\n",
                 cfg->baseline != NULL && cfg->baseline[0] ? cfg->baseline : "not built");
@@ -793,8 +793,8 @@ static void bench_ingest(const struct config *cfg, struct idp *I, const char *co
     snprintf(dir_enc, sizeof(dir_enc), "%s/enc", g_work);
     snprintf(dir_noz, sizeof(dir_noz), "%s/enc-nozstd", g_work);
     snprintf(dir_plain, sizeof(dir_plain), "%s/plain", g_work);
-    const char *a_enc[] = {cfg->atrest, "serve", "--dir", dir_enc, tls[0], tls[1], tls[2], tls[3],
-                           "--idp", I->url, "--ca", I->ca, "--port", "0", NULL};
+    const char *a_enc[] = {cfg->atrest, "serve", "--dir", dir_enc, tls[0],   tls[1], tls[2], tls[3],
+                           "--idp",     I->url,  "--ca",  I->ca,   "--port", "0",    NULL};
     /* a config file, not ATREST_SERVE_COMPRESS: cmd_serve.c passes the prefix "ATREST_" to
      * atr_config_load_env(), which wants "ATREST", so ATREST_SERVE_* variables are ignored */
     char noz_ini[1100];
@@ -802,12 +802,13 @@ static void bench_ingest(const struct config *cfg, struct idp *I, const char *co
     FILE *ini = fopen(noz_ini, "w");
     if (ini == NULL || fputs("[serve]\ncompress = false\n", ini) < 0 || fclose(ini) != 0)
         die("cannot write %s", noz_ini);
-    const char *a_noz[] = {cfg->atrest, "serve",  "--dir", dir_noz, tls[0],   tls[1],
-                           tls[2],      tls[3],   "--idp", I->url,  "--ca",   I->ca,
-                           "--port",    "0",      "--config", noz_ini, NULL};
-    const char *a_plain[] = {cfg->atrest, "serve", "--dir", dir_plain, tls[0], tls[1], tls[2],
-                             tls[3], "--idp", I->url, "--ca", I->ca, "--port", "0",
-                             "--bench-plaintext", NULL};
+    const char *a_noz[] = {cfg->atrest, "serve", "--dir",    dir_noz, tls[0], tls[1],
+                           tls[2],      tls[3],  "--idp",    I->url,  "--ca", I->ca,
+                           "--port",    "0",     "--config", noz_ini, NULL};
+    const char *a_plain[] = {cfg->atrest, "serve", "--dir",  dir_plain, tls[0],
+                             tls[1],      tls[2],  tls[3],   "--idp",   I->url,
+                             "--ca",      I->ca,   "--port", "0",       "--bench-plaintext",
+                             NULL};
     struct child *srv[3];
     srv[SYS_ENC] = start_server("serve-enc", a_enc, NULL);
     srv[SYS_ENC_NOZSTD] = start_server("serve-enc-nozstd", a_noz, NULL);
@@ -1047,8 +1048,9 @@ static void bench_memory(const struct config *cfg, struct idp *I, const char *co
     struct tenant *t = calloc(n + 1, sizeof(*t)); /* t[n] is the warm-up tenant */
     if (t == NULL)
         die("out of memory");
-    fprintf(stderr, "bench_service: creating %zu directories, principals and tokens in the "
-                    "identity server\n",
+    fprintf(stderr,
+            "bench_service: creating %zu directories, principals and tokens in the "
+            "identity server\n",
             n + 1);
     double t0 = now_s();
     struct prov_ctx p[2];
@@ -1076,8 +1078,8 @@ static void bench_memory(const struct config *cfg, struct idp *I, const char *co
 
     char dir[1100];
     snprintf(dir, sizeof(dir), "%s/mem", g_work);
-    const char *a[] = {cfg->atrest, "serve", "--dir", dir, tls[0], tls[1], tls[2], tls[3],
-                       "--idp", I->url, "--ca", I->ca, "--port", "0", NULL};
+    const char *a[] = {cfg->atrest, "serve", "--dir", dir,   tls[0],   tls[1], tls[2], tls[3],
+                       "--idp",     I->url,  "--ca",  I->ca, "--port", "0",    NULL};
     struct child *srv = start_server("serve-mem", a, NULL);
     sleep_ms(500 / g_idle_div);
     struct rss fresh = read_rss(srv->pid);
@@ -1132,10 +1134,10 @@ static void bench_memory(const struct config *cfg, struct idp *I, const char *co
            before.rss_anon_kb, before.rss_file_kb, ring0);
     printf("| after %zu tenants | %ld | %ld | %ld | |\n", half, mid.vm_rss_kb, mid.rss_anon_kb,
            mid.rss_file_kb);
-    printf("| after %zu tenants, idle 3 s (after) | %ld | %ld | %ld | %.0f |\n", n,
-           after.vm_rss_kb, after.rss_anon_kb, after.rss_file_kb, ring1);
-    printf("| restarted on that store, 1 write | %ld | %ld | %ld | %.0f |\n",
-           restarted.vm_rss_kb, restarted.rss_anon_kb, restarted.rss_file_kb, ring2);
+    printf("| after %zu tenants, idle 3 s (after) | %ld | %ld | %ld | %.0f |\n", n, after.vm_rss_kb,
+           after.rss_anon_kb, after.rss_file_kb, ring1);
+    printf("| restarted on that store, 1 write | %ld | %ld | %ld | %.0f |\n", restarted.vm_rss_kb,
+           restarted.rss_anon_kb, restarted.rss_file_kb, ring2);
     printf("\nPer tenant: %.0f bytes of VmRSS ((after - before) / %zu), %.0f bytes of "
            "RssAnon; second half alone %.0f bytes/tenant. Secure heap in use %.0f -> %.0f "
            "bytes (%.1f bytes per keyring entry). atrest_tenants %.0f. Peak VmHWM %ld KiB.\n",
@@ -1261,7 +1263,7 @@ int main(int argc, char **argv)
     snprintf(tlsdir, sizeof(tlsdir), "%s/tls", g_work);
     snprintf(cert, sizeof(cert), "%s/server.pem", tlsdir);
     snprintf(key, sizeof(key), "%s/server.key", tlsdir);
-    const char *cert_argv[] = {cfg.atrest, "cert",  "--dir",     tlsdir, "--host",
+    const char *cert_argv[] = {cfg.atrest,  "cert",   "--dir",     tlsdir, "--host",
                                "127.0.0.1", "--host", "localhost", NULL};
     run_quiet(cert_argv);
     const char *tls[4] = {"--cert", cert, "--key", key};
@@ -1272,8 +1274,8 @@ int main(int argc, char **argv)
     char idpdir[1100], secret_path[1200];
     snprintf(idpdir, sizeof(idpdir), "%s/idp", g_work);
     snprintf(secret_path, sizeof(secret_path), "%s/admin.secret", idpdir);
-    const char *idp_argv[] = {cfg.atrest, "idp", "serve", "--dir", idpdir,   tls[0], tls[1],
-                              tls[2],     tls[3], "--port", "0",  NULL};
+    const char *idp_argv[] = {cfg.atrest, "idp",  "serve", "--dir",  idpdir, tls[0],
+                              tls[1],     tls[2], tls[3],  "--port", "0",    NULL};
     struct child *idp = start_server("idp", idp_argv, NULL);
     snprintf(I.url, sizeof(I.url), "%s", idp->url);
     I.secret = read_small_file(secret_path);

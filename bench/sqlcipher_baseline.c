@@ -201,8 +201,7 @@ int main(int argc, char **argv)
 
     db = open_db(path, kp);
     sqlite3_stmt *sel = NULL;
-    if (sqlite3_prepare_v2(db, "SELECT body FROM records ORDER BY id", -1, &sel, NULL) !=
-        SQLITE_OK)
+    if (sqlite3_prepare_v2(db, "SELECT body FROM records ORDER BY id", -1, &sel, NULL) != SQLITE_OK)
         die("prepare select", db);
     size_t got = 0, got_bytes = 0;
     unsigned sum = 0;

@@ -54,6 +54,7 @@
  * kernel should the bench itself die (PR_SET_PDEATHSIG).
  */
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -73,8 +74,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <dirent.h>
-
 #include <curl/curl.h>
 #include <jansson.h>
 
@@ -91,19 +90,19 @@
 #define ATR_BENCH_ATREST ""
 #endif
 
-#define MAX_ROUNDS  15
-#define MAX_CONNS   8 /* connection-count points */
-#define MAX_CONN_N  256
-#define MAX_THREADS 64
+#define MAX_ROUNDS   15
+#define MAX_CONNS    8 /* connection-count points */
+#define MAX_CONN_N   256
+#define MAX_THREADS  64
 #define MAX_CHILDREN 4
-#define NSIZES      2
-#define URL_MAX     512
-#define TOKEN_MAX   8192
-#define ID_MAX      64
-#define PATH_MAX_B  1200
-#define DIR_B       1100 /* a folder under the work dir (1024) */
-#define VAULT_NAME  "benchv"
-#define API         "api-version=7.4"
+#define NSIZES       2
+#define URL_MAX      512
+#define TOKEN_MAX    8192
+#define ID_MAX       64
+#define PATH_MAX_B   1200
+#define DIR_B        1100 /* a folder under the work dir (1024) */
+#define VAULT_NAME   "benchv"
+#define API          "api-version=7.4"
 
 static const unsigned SIZES[NSIZES] = {2048, 3072};
 
@@ -651,8 +650,8 @@ struct key_under_test {
     char *unwrap_body; /* {"alg":"RSA-OAEP-256","value":"<wrapped>"} */
     char unwrap_url[URL_MAX + 256];
     char get_url[URL_MAX + 256];
-    char expect[96];                 /* "value":"<plain_b64>" */
-    struct atr_rsa_key *raw;         /* the baseline's own key of the same size */
+    char expect[96];         /* "value":"<plain_b64>" */
+    struct atr_rsa_key *raw; /* the baseline's own key of the same size */
     uint8_t raw_ct[1024];
     size_t raw_ctlen;
 };
@@ -745,7 +744,7 @@ struct load_spec {
 };
 
 struct point {
-    double ops;      /* per second, completed in the window */
+    double ops; /* per second, completed in the window */
     double p50_ms, p99_ms;
     double server_cpu_us; /* vault CPU per request */
     double client_cpu_us; /* bench CPU per request */
@@ -753,9 +752,9 @@ struct point {
     unsigned long done;   /* requests in the window */
     unsigned long total;  /* every completed request, warm-up and drain included */
     unsigned long errors;
-    int busy_threads;   /* vault threads at >= 10 % of a core in the window */
-    double max_thread;  /* the busiest vault thread, in cores */
-    long new_conns; /* connections opened during the window (0 = keep-alive held) */
+    int busy_threads;  /* vault threads at >= 10 % of a core in the window */
+    double max_thread; /* the busiest vault thread, in cores */
+    long new_conns;    /* connections opened during the window (0 = keep-alive held) */
     char first_error[256];
 };
 
@@ -949,10 +948,9 @@ static struct point run_load(const struct load_spec *ls)
 
 _Noreturn static void usage(void)
 {
-    fprintf(stderr,
-            "usage: bench_vault [--quick] [--seconds S] [--warmup S] [--rounds N]\n"
-            "                   [--conns N,N,...] [--get-conns N] [--threads N]\n"
-            "                   [--atrest PATH] [--dir DIR] [--keep]\n");
+    fprintf(stderr, "usage: bench_vault [--quick] [--seconds S] [--warmup S] [--rounds N]\n"
+                    "                   [--conns N,N,...] [--get-conns N] [--threads N]\n"
+                    "                   [--atrest PATH] [--dir DIR] [--keep]\n");
     exit(2);
 }
 
@@ -1111,27 +1109,28 @@ int main(int argc, char **argv)
     snprintf(key, sizeof(key), "%s/server.key", tlsdir);
     snprintf(ca, sizeof(ca), "%s/ca.pem", tlsdir);
     char sink[4096];
-    const char *cert_argv[] = {cfg.atrest, "cert",  "--dir",     tlsdir, "--host",
+    const char *cert_argv[] = {cfg.atrest,  "cert",   "--dir",     tlsdir, "--host",
                                "127.0.0.1", "--host", "localhost", NULL};
     run_capture(cert_argv, sink, sizeof(sink));
 
     char idpdir[DIR_B], idp_secret[PATH_MAX_B];
     snprintf(idpdir, sizeof(idpdir), "%s/idp", g_work);
     snprintf(idp_secret, sizeof(idp_secret), "%s/admin.secret", idpdir);
-    const char *idp_argv[] = {cfg.atrest, "idp", "serve", "--dir", idpdir, "--cert", cert,
-                              "--key",    key,   "--port", "0",    NULL};
+    const char *idp_argv[] = {cfg.atrest, "idp",   "serve", "--dir",  idpdir, "--cert",
+                              cert,       "--key", key,     "--port", "0",    NULL};
     struct child *idp = start_server("idp", idp_argv);
     const char *iu = idp->url;
 
     char tid[ID_MAX], appid[ID_MAX], spid[ID_MAX], app_secret_file[PATH_MAX_B];
-    const char *dir_argv[] = {cfg.atrest, "idp", "directory", "create", "--url", iu, "--ca", ca,
-                              "--admin-secret-file", idp_secret, "--name", "Bench", NULL};
+    const char *dir_argv[] = {
+        cfg.atrest, "idp",    "directory", "create", "--url", iu, "--ca", ca, "--admin-secret-file",
+        idp_secret, "--name", "Bench",     NULL};
     json_t *o = run_json(dir_argv);
     copy_str(tid, sizeof(tid), o, "id", "idp directory create");
     json_decref(o);
-    const char *app_argv[] = {cfg.atrest, "idp", "app", "create", "--url", iu, "--ca", ca,
-                              "--admin-secret-file", idp_secret, "--tenant", tid, "--name",
-                              "bench", NULL};
+    const char *app_argv[] = {
+        cfg.atrest, "idp",      "app", "create", "--url", iu,  "--ca", ca, "--admin-secret-file",
+        idp_secret, "--tenant", tid,   "--name", "bench", NULL};
     o = run_json(app_argv);
     copy_str(appid, sizeof(appid), o, "appId", "idp app create");
     snprintf(app_secret_file, sizeof(app_secret_file), "%s/app.secret", g_work);
@@ -1140,9 +1139,9 @@ int main(int argc, char **argv)
         die("idp app create: no secret");
     write_file(app_secret_file, app_secret);
     json_decref(o);
-    const char *sp_argv[] = {cfg.atrest, "idp", "sp", "create", "--url", iu, "--ca", ca,
-                             "--admin-secret-file", idp_secret, "--tenant", tid, "--app-id",
-                             appid, NULL};
+    const char *sp_argv[] = {
+        cfg.atrest, "idp",      "sp", "create",   "--url", iu,  "--ca", ca, "--admin-secret-file",
+        idp_secret, "--tenant", tid,  "--app-id", appid,   NULL};
     o = run_json(sp_argv);
     copy_str(spid, sizeof(spid), o, "id", "idp sp create");
     json_decref(o);
@@ -1150,24 +1149,43 @@ int main(int argc, char **argv)
     char vaultdir[DIR_B], vault_secret[PATH_MAX_B];
     snprintf(vaultdir, sizeof(vaultdir), "%s/vault", g_work);
     snprintf(vault_secret, sizeof(vault_secret), "%s/admin.secret", vaultdir);
-    const char *vault_argv[] = {cfg.atrest, "vault", "serve", "--dir", vaultdir, "--cert", cert,
-                                "--key", key, "--port", "0", "--idp", iu, "--ca", ca,
-                                "--default-vault", VAULT_NAME, NULL};
+    const char *vault_argv[] = {
+        cfg.atrest, "vault", "serve", "--dir",           vaultdir,   "--cert",
+        cert,       "--key", key,     "--port",          "0",        "--idp",
+        iu,         "--ca",  ca,      "--default-vault", VAULT_NAME, NULL};
     struct child *vault = start_server("vault", vault_argv);
     const char *vu = vault->url;
     fprintf(stderr, "bench_vault: vault %s (pid %d), identity server %s (pid %d)\n", vu,
             (int)vault->pid, iu, (int)idp->pid);
-    const char *vc_argv[] = {cfg.atrest, "vault", "create", VAULT_NAME, "--directory", tid,
-                             "--limit-ops", "1000000", "--url", vu, "--ca", ca,
-                             "--admin-secret-file", vault_secret, NULL};
+    const char *vc_argv[] = {cfg.atrest,
+                             "vault",
+                             "create",
+                             VAULT_NAME,
+                             "--directory",
+                             tid,
+                             "--limit-ops",
+                             "1000000",
+                             "--url",
+                             vu,
+                             "--ca",
+                             ca,
+                             "--admin-secret-file",
+                             vault_secret,
+                             NULL};
     run_capture(vc_argv, sink, sizeof(sink));
-    const char *vp_argv[] = {cfg.atrest, "vault", "policy", "set", VAULT_NAME, "--object-id",
-                             spid, "--permissions", "all", "--url", vu, "--ca", ca,
-                             "--admin-secret-file", vault_secret, NULL};
+    const char *vp_argv[] = {cfg.atrest,   "vault",
+                             "policy",     "set",
+                             VAULT_NAME,   "--object-id",
+                             spid,         "--permissions",
+                             "all",        "--url",
+                             vu,           "--ca",
+                             ca,           "--admin-secret-file",
+                             vault_secret, NULL};
     run_capture(vp_argv, sink, sizeof(sink));
     char token[TOKEN_MAX];
-    const char *tok_argv[] = {cfg.atrest, "idp", "token", "--url", iu, "--ca", ca, "--tenant", tid,
-                              "--client-id", appid, "--secret-file", app_secret_file, NULL};
+    const char *tok_argv[] = {
+        cfg.atrest,    "idp", "token",         "--url",         iu,  "--ca", ca, "--tenant", tid,
+        "--client-id", appid, "--secret-file", app_secret_file, NULL};
     run_capture(tok_argv, token, sizeof(token));
     token[strcspn(token, "\r\n")] = '\0';
     if (strlen(token) < 32)
@@ -1194,8 +1212,8 @@ int main(int argc, char **argv)
     /* ---- measurement */
     printf("## bench_vault: %s, %d round(s), %.2f s per point (+%.2f s warm-up), "
            "baseline %d thread(s), load average at start %s\n",
-           cfg.quick ? "QUICK (smoke)" : "full", cfg.rounds, cfg.seconds, cfg.warmup,
-           cfg.threads, la_start);
+           cfg.quick ? "QUICK (smoke)" : "full", cfg.rounds, cfg.seconds, cfg.warmup, cfg.threads,
+           la_start);
     fflush(stdout);
     /* raw: mean of the baseline before and after the HTTPS points of a size */
     double raw[NSIZES][MAX_ROUNDS], raw_before[NSIZES][MAX_ROUNDS], raw_cpu[NSIZES][MAX_ROUNDS];
@@ -1209,13 +1227,14 @@ int main(int argc, char **argv)
     for (int r = 0; r < cfg.rounds; r++) {
         for (int k = 0; k < NSIZES; k++) {
             struct key_under_test *K = &keys[k];
-            raw_before[k][r] = raw_rsa(K->raw, atr_span_of(K->raw_ct, K->raw_ctlen),
-                                       cfg.threads, cfg.seconds, &raw_cpu[k][r]);
-            fprintf(stderr, "bench_vault: round %d RSA-%u raw %.0f ops/s, %.0f us CPU/op\n",
-                    r + 1, K->bits, raw_before[k][r], raw_cpu[k][r]);
+            raw_before[k][r] = raw_rsa(K->raw, atr_span_of(K->raw_ct, K->raw_ctlen), cfg.threads,
+                                       cfg.seconds, &raw_cpu[k][r]);
+            fprintf(stderr, "bench_vault: round %d RSA-%u raw %.0f ops/s, %.0f us CPU/op\n", r + 1,
+                    K->bits, raw_before[k][r], raw_cpu[k][r]);
             for (int c = 0; c < cfg.nconns; c++) {
-                struct load_spec ls = {K->unwrap_url, K->unwrap_body, K->expect, ca, post_h,
-                                       cfg.conns[c], cfg.warmup, cfg.seconds, vault->pid};
+                struct load_spec ls = {K->unwrap_url, K->unwrap_body, K->expect,  ca,
+                                       post_h,        cfg.conns[c],   cfg.warmup, cfg.seconds,
+                                       vault->pid};
                 struct point *p = &up[k][c][r];
                 *p = run_load(&ls);
                 errors += p->errors;
@@ -1226,9 +1245,9 @@ int main(int argc, char **argv)
                         "bench_vault: round %d RSA-%u unwrap %3d conns: %7.0f ops/s p50 %.2f ms "
                         "p99 %.2f ms, vault %.2f cores (%d threads busy, top %.2f), %.0f us "
                         "vault + %.0f us bench CPU/req, %lu errors\n",
-                        r + 1, K->bits, cfg.conns[c], p->ops, p->p50_ms, p->p99_ms,
-                        p->server_cores, p->busy_threads, p->max_thread, p->server_cpu_us,
-                        p->client_cpu_us, p->errors);
+                        r + 1, K->bits, cfg.conns[c], p->ops, p->p50_ms, p->p99_ms, p->server_cores,
+                        p->busy_threads, p->max_thread, p->server_cpu_us, p->client_cpu_us,
+                        p->errors);
             }
             /* the baseline again: its mean brackets the HTTPS points in time */
             double cpu_after = 0;
@@ -1242,14 +1261,15 @@ int main(int argc, char **argv)
             double lo = after > raw_before[k][r] ? raw_before[k][r] : after;
             if (hi > 0 && (hi - lo) / hi > 0.10) {
                 disturbed++;
-                fprintf(stderr, "bench_vault: round %d RSA-%u: the baseline moved %.0f%% between "
-                                "before and after (load from another process?)\n",
+                fprintf(stderr,
+                        "bench_vault: round %d RSA-%u: the baseline moved %.0f%% between "
+                        "before and after (load from another process?)\n",
                         r + 1, K->bits, (hi - lo) * 100 / hi);
             }
         }
         if (cfg.get_conns > 0) {
-            struct load_spec ls = {keys[0].get_url, NULL, "\"kid\"", ca, get_h,
-                                   cfg.get_conns, cfg.warmup, cfg.seconds, vault->pid};
+            struct load_spec ls = {keys[0].get_url, NULL,       "\"kid\"",   ca,        get_h,
+                                   cfg.get_conns,   cfg.warmup, cfg.seconds, vault->pid};
             gp[r] = run_load(&ls);
             errors += gp[r].errors;
             requests += gp[r].total;
@@ -1259,9 +1279,8 @@ int main(int argc, char **argv)
                     "bench_vault: round %d get key %3d conns: %7.0f ops/s p50 %.2f ms p99 %.2f "
                     "ms, vault %.2f cores (%d threads busy), %.0f us vault + %.0f us bench "
                     "CPU/req\n",
-                    r + 1, cfg.get_conns, gp[r].ops, gp[r].p50_ms, gp[r].p99_ms,
-                    gp[r].server_cores, gp[r].busy_threads, gp[r].server_cpu_us,
-                    gp[r].client_cpu_us);
+                    r + 1, cfg.get_conns, gp[r].ops, gp[r].p50_ms, gp[r].p99_ms, gp[r].server_cores,
+                    gp[r].busy_threads, gp[r].server_cpu_us, gp[r].client_cpu_us);
         }
     }
     double elapsed = now_s() - t_all;
