@@ -77,7 +77,7 @@ int atr_cli_serving_prepare(struct atr_cli_serving *s, int argc, char **argv,
     atr_err_clear(&err);
     if (atr_config_new(&s->cfg) != ATR_OK ||
         (s->config_file != NULL && atr_config_load_file(s->cfg, s->config_file, &err) != ATR_OK) ||
-        atr_config_load_env(s->cfg, "ATREST_", environ, &err) != ATR_OK) {
+        atr_config_load_env(s->cfg, "ATREST", environ, &err) != ATR_OK) {
         fprintf(stderr, "atrest: config: %s\n", atr_err_msg(&err));
         return ATR_EXIT_FAIL;
     }
