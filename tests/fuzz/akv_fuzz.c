@@ -19,6 +19,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "base/alloc.h"
 #include "kms/akv.h"
@@ -77,7 +78,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     atr_buf_init(&v, ATR_AKV_VALUE_MAX);
     if (atr_akv_key_op_answer_parse(kid, &v, &key, body, NULL) == ATR_OK &&
         (v.len == 0 || v.len > ATR_AKV_VALUE_MAX ||
-         strncmp(kid, "https://v1.vault.azure.net/keys/k1/", 35) != 0))
+         strncasecmp(kid, "https://v1.vault.azure.net/keys/k1/", 35) != 0))
         abort();
     atr_buf_cleanup(&v);
     struct atr_akv_versions acc;
