@@ -78,7 +78,8 @@ static int serve_settings(struct atr_service_opts *vo, struct atr_http_server_op
         !cfg_size(&vo->max_body, cfg, "serve.max_body", ATR_SERVICE_MAX_BODY_DEFAULT, 1024,
                   ATR_SERVICE_MAX_BODY_DEFAULT, &err) ||
         !cfg_size(&vo->max_line, cfg, "serve.max_line", 64 * 1024, 256, (size_t)1 << 20, &err) ||
-        !cfg_size(&vo->keyring_max, cfg, "serve.keyring_max", 100000, 1, 1u << 20, &err) ||
+        !cfg_size(&vo->keyring_max, cfg, "serve.keyring_max", ATR_SERVICE_KEYRING_DEFAULT, 1,
+                  ATR_SERVICE_KEYRING_MAX, &err) ||
         atr_config_get_int(&lines, cfg, "serve.max_lines", 10000, 1, 1000000, &err) != ATR_OK ||
         atr_config_get_bool(&compress, cfg, "serve.compress", true, &err) != ATR_OK ||
         atr_config_get_duration_ms(&ms, cfg, "serve.tk_ttl", 600000, 1000, 86400000, &err) !=

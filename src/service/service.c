@@ -1407,7 +1407,7 @@ atr_status atr_service_new(struct atr_service **out, const struct atr_service_op
                        "s", opts->srk_path, NULL);
     if (rc == ATR_OK) {
         struct atr_keyring_opts ko;
-        ko.max_entries = opts->keyring_max != 0 ? opts->keyring_max : 100000;
+        ko.max_entries = opts->keyring_max != 0 ? opts->keyring_max : ATR_SERVICE_KEYRING_DEFAULT;
         ko.ttl_ms = opts->tk_ttl_ms != 0 ? opts->tk_ttl_ms : 600000;
         rc = atr_keyring_new(&s->ring, &ko, s->clock, err);
     }

@@ -46,6 +46,14 @@
 #define ATR_SERVICE_BLOCK_BYTES_DEFAULT ((size_t)64 * 1024)
 #define ATR_SERVICE_MAX_BODY_DEFAULT    ((size_t)8 << 20)
 #define ATR_SERVICE_QUERY_BYTES_MAX     ((size_t)8 << 20)
+/*
+ * Cached tenant keys. Each takes a 32-byte allocation of the locked secure
+ * heap (1 MiB in the atrest binary, about 32 000 small allocations), which
+ * the keyring must never exhaust: past it every new data key fails. The
+ * default leaves half the heap to data keys and other secrets in flight.
+ */
+#define ATR_SERVICE_KEYRING_DEFAULT 16384
+#define ATR_SERVICE_KEYRING_MAX     16384
 
 /* Roles of the service's app registration. */
 #define ATR_ROLE_WRITE "Records.Write"
@@ -69,7 +77,7 @@ struct atr_service_opts {
     size_t max_line;               /* bytes per record; default 64 KiB */
     int no_compress;               /* 1: blocks are not zstd-compressed */
     int64_t tk_ttl_ms;             /* keyring lifetime of a TK; default 10 min */
-    size_t keyring_max;            /* cached TKs; default 100000 */
+    size_t keyring_max;            /* cached TKs; default ATR_SERVICE_KEYRING_DEFAULT */
     int64_t flush_interval_ms;     /* group commit: wait this long for more calls; default 0 */
     int bench_plaintext;           /* benchmark builds only: store blocks unsealed */
     /* customer keys (bring your own key); byok_client_id NULL = not offered */
