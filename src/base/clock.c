@@ -146,6 +146,43 @@ void atr_test_clock_advance(struct atr_test_clock *tc, int64_t ms)
     tc_unlock(tc);
 }
 
+static int64_t offset_now_ms(const struct atr_clock *c)
+{
+    const struct atr_offset_clock *oc = (const struct atr_offset_clock *)c;
+    return add_sat(atr_clock_now_ms(oc->under), atomic_load(&oc->offset_ms));
+}
+
+static int64_t offset_mono_ms(const struct atr_clock *c)
+{
+    const struct atr_offset_clock *oc = (const struct atr_offset_clock *)c;
+    return add_sat(atr_clock_mono_ms(oc->under), atomic_load(&oc->offset_ms));
+}
+
+static const struct atr_clock_ops offset_ops = {offset_now_ms, offset_mono_ms};
+
+void atr_offset_clock_init(struct atr_offset_clock *oc, const struct atr_clock *under)
+{
+    if (oc == NULL || under == NULL)
+        return;
+    oc->base.ops = &offset_ops;
+    oc->under = under;
+    atomic_init(&oc->offset_ms, 0);
+}
+
+void atr_offset_clock_advance(struct atr_offset_clock *oc, int64_t ms)
+{
+    if (oc == NULL || ms <= 0)
+        return;
+    int64_t cur = atomic_load(&oc->offset_ms);
+    while (!atomic_compare_exchange_weak(&oc->offset_ms, &cur, add_sat(cur, ms))) {
+    }
+}
+
+int64_t atr_offset_clock_offset(const struct atr_offset_clock *oc)
+{
+    return oc != NULL ? atomic_load(&oc->offset_ms) : 0;
+}
+
 void atr_test_clock_set(struct atr_test_clock *tc, int64_t now_ms)
 {
     if (tc == NULL)

@@ -8,11 +8,15 @@
  * reads a struct atr_clock passed to it, never time() directly, so tests
  * drive hours of behaviour in microseconds (design section 3).
  *
- * Two kinds: the real clock (a read-only singleton, atr_clock_real()) and a
- * test clock that only moves when told to. A test clock is thread-safe:
- * readers and atr_clock_test_advance() may run on different threads.
+ * Three kinds: the real clock (a read-only singleton, atr_clock_real()), a
+ * test clock that only moves when told to, and an offset clock: another
+ * clock plus an offset that an operator can move forward (a server's test
+ * mode: time runs as usual and a test skips an hour without waiting). Test
+ * and offset clocks are thread-safe: readers and advances may run on
+ * different threads.
  */
 
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "base/error.h"
@@ -54,6 +58,20 @@ void atr_test_clock_cleanup(struct atr_test_clock *tc);
 void atr_test_clock_advance(struct atr_test_clock *tc, int64_t ms);
 /** Sets wall time (monotonic time is unaffected, like a real clock step). */
 void atr_test_clock_set(struct atr_test_clock *tc, int64_t now_ms);
+
+/** A clock running with another one, plus an offset moved by atr_offset_clock_advance(). */
+struct atr_offset_clock {
+    struct atr_clock base; /* first member */
+    const struct atr_clock *under;
+    _Atomic int64_t offset_ms;
+};
+
+/** Makes @p oc follow @p under (borrowed, must outlive it) with offset 0. Cannot fail. */
+void atr_offset_clock_init(struct atr_offset_clock *oc, const struct atr_clock *under);
+/** Moves wall and monotonic time forward by @p ms (> 0; smaller values are ignored). */
+void atr_offset_clock_advance(struct atr_offset_clock *oc, int64_t ms);
+/** The offset so far, in milliseconds. */
+int64_t atr_offset_clock_offset(const struct atr_offset_clock *oc);
 
 /**
  * Formats @p ms since the epoch as RFC 3339 UTC with milliseconds

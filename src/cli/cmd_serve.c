@@ -16,6 +16,7 @@
 
 #include <openssl/crypto.h>
 
+#include "base/clock.h"
 #include "base/config.h"
 #include "base/error.h"
 #include "base/log.h"
@@ -24,6 +25,7 @@
 #include "cli/rest.h"
 #include "cli/serving.h"
 #include "http/server.h"
+#include "service/reserve.h"
 #include "service/service.h"
 
 extern char **environ;
@@ -44,6 +46,10 @@ static void serve_usage(FILE *out)
             "api://atrest unless --audience). Settings (config file [serve] or\n"
             "ATREST_SERVE_*): block_bytes, flush_interval, max_body, max_lines, max_line,\n"
             "compress, tk_ttl, keyring_max, threads, byok_client_id, byok_client_secret.\n"
+            "Key monitor: roll_interval (1m), probe_interval (5m), grace (1h),\n"
+            "locked_probe (15s), locked_probe_max (5m), backoff_min (5s), backoff_max (5m),\n"
+            "reserve_size (8 pre-wrapped data keys per tenant; 0 = none), test_clock\n"
+            "(true: POST /admin/clock moves the service's clock forward; tests only).\n"
             "Customer keys: --byok-client-id APPID --byok-secret-file FILE (the service's\n"
             "multi-tenant application) and --byok-vault-host HOST (allowed vault hosts;\n"
             "default vault.azure.net).\n"
@@ -63,7 +69,7 @@ static int cfg_size(size_t *out, const struct atr_config *cfg, const char *key, 
 
 /* Reads the serve.* settings of the configuration into @p vo and @p so. */
 static int serve_settings(struct atr_service_opts *vo, struct atr_http_server_opts *so,
-                          const struct atr_config *cfg)
+                          bool *want_test_clock, const struct atr_config *cfg)
 {
     struct atr_err err;
     atr_err_clear(&err);
@@ -90,6 +96,37 @@ static int serve_settings(struct atr_service_opts *vo, struct atr_http_server_op
         fprintf(stderr, "atrest: config: %s\n", atr_err_msg(&err));
         return 0;
     }
+    /* the key monitor (design section 3): intervals and the reserve */
+    struct atr_monitor_opts *mo = &vo->monitor;
+    const struct {
+        const char *key;
+        int64_t *out;
+        int64_t def;
+    } monitor[] = {
+        {"serve.roll_interval", &mo->roll_interval_ms, ATR_MONITOR_ROLL_DEFAULT_MS},
+        {"serve.probe_interval", &mo->probe_interval_ms, ATR_MONITOR_PROBE_DEFAULT_MS},
+        {"serve.grace", &mo->grace_ms, ATR_MONITOR_GRACE_DEFAULT_MS},
+        {"serve.locked_probe", &mo->locked_probe_ms, ATR_MONITOR_LOCKED_PROBE_DEFAULT_MS},
+        {"serve.locked_probe_max", &mo->locked_probe_max_ms, ATR_MONITOR_LOCKED_MAX_DEFAULT_MS},
+        {"serve.backoff_min", &mo->backoff_min_ms, ATR_MONITOR_BACKOFF_MIN_DEFAULT_MS},
+        {"serve.backoff_max", &mo->backoff_max_ms, ATR_MONITOR_BACKOFF_MAX_DEFAULT_MS},
+    };
+    for (size_t i = 0; i < sizeof(monitor) / sizeof(monitor[0]); i++) {
+        if (atr_config_get_duration_ms(monitor[i].out, cfg, monitor[i].key, monitor[i].def, 100,
+                                       7 * 86400000LL, &err) != ATR_OK) {
+            fprintf(stderr, "atrest: config: %s\n", atr_err_msg(&err));
+            return 0;
+        }
+    }
+    bool test_clock = false;
+    if (!cfg_size(&vo->reserve_size, cfg, "serve.reserve_size", ATR_RESERVE_SIZE_DEFAULT, 0,
+                  ATR_RESERVE_SIZE_MAX, &err) ||
+        atr_config_get_bool(&test_clock, cfg, "serve.test_clock", false, &err) != ATR_OK) {
+        fprintf(stderr, "atrest: config: %s\n", atr_err_msg(&err));
+        return 0;
+    }
+    vo->no_reserve = vo->reserve_size == 0;
+    *want_test_clock = test_clock;
     vo->max_lines = (size_t)lines;
     vo->no_compress = !compress;
     vo->tk_ttl_ms = ms;
@@ -173,6 +210,8 @@ int atr_cmd_serve(int argc, char **argv)
     char path[4096], db[4096 + 8], srk[4096];
     char byok_secret[ATR_CLI_SECRET_MAX];
     byok_secret[0] = '\0';
+    bool want_test_clock = false;
+    struct atr_offset_clock test_clock;
     vo.byok_vault_hosts = vault_hosts;
     if (vo.byok_client_id == NULL)
         vo.byok_client_id = atr_config_get(sv.cfg, "serve.byok_client_id");
@@ -199,10 +238,15 @@ int atr_cmd_serve(int argc, char **argv)
     vo.srk_path = srk;
     if (!atr_cli_serving_path(path, sizeof(path), &sv, "atrest.db") ||
         !atr_cli_serving_path(srk, sizeof(srk), &sv, "srk.key") ||
-        !serve_settings(&vo, &sv.so, sv.cfg)) {
+        !serve_settings(&vo, &sv.so, &want_test_clock, sv.cfg)) {
         /* message printed */
     } else {
         snprintf(db, sizeof(db), "sqlite:%s", path);
+        if (want_test_clock) {
+            atr_offset_clock_init(&test_clock, atr_clock_real());
+            vo.test_clock = &test_clock;
+            fprintf(stderr, "atrest: test clock on: POST /admin/clock moves the service's time\n");
+        }
         if (vo.idp_authority == NULL)
             fprintf(stderr, "atrest: no --idp given: every /v1 call will be refused\n");
         if (atr_service_new(&svc, &vo, &err) != ATR_OK) {

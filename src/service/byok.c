@@ -356,3 +356,60 @@ atr_status atr_byok_unwrap(struct atr_buf *out_inner, struct atr_byok *b, const 
     atr_secret_cleanup(&inner);
     return rc;
 }
+
+const char *atr_byok_code(atr_akv_cause cause)
+{
+    return causes[cause_index(cause)].code;
+}
+
+int atr_byok_transient(atr_akv_cause cause)
+{
+    return cause == ATR_AKV_THROTTLED || cause == ATR_AKV_SERVER ||
+           cause == ATR_AKV_VAULT_UNREACHABLE || cause == ATR_AKV_AUTHORITY_UNREACHABLE;
+}
+
+static atr_status stored_uri(struct atr_akv_key_uri *key, const char *tenant, const char *key_uri,
+                             struct atr_akv_error *fail, struct atr_err *err)
+{
+    if (key_uri == NULL || atr_akv_uri_parse(key, key_uri, err) != ATR_OK) {
+        if (fail != NULL)
+            fail->cause = ATR_AKV_URI_INVALID;
+        return atr_err_set(err, ATR_E_INVALID, "byok: the stored key URI is not valid");
+    }
+    snprintf(key->directory, sizeof(key->directory), "%s", tenant);
+    key->version[0] = '\0';
+    return ATR_OK;
+}
+
+atr_status atr_byok_latest(char out_kid[ATR_AKV_KID_MAX], struct atr_byok *b, const char *tenant,
+                           const char *key_uri, struct atr_akv_error *fail, struct atr_err *err)
+{
+    out_kid[0] = '\0';
+    struct atr_akv_key_uri key;
+    ATR_TRY(stored_uri(&key, tenant, key_uri, fail, err));
+    struct atr_akv_versions versions;
+    memset(&versions, 0, sizeof(versions));
+    ATR_TRY(atr_akv_list_versions(&versions, b->akv, &key, fail, err));
+    const struct atr_akv_key_version *latest =
+        atr_akv_versions_latest(&versions, atr_clock_now_s(b->clock));
+    atr_status rc = ATR_OK;
+    if (latest == NULL) {
+        if (fail != NULL)
+            fail->cause = ATR_AKV_KEY_DISABLED;
+        rc = atr_err_set(err, ATR_E_UNAVAILABLE,
+                         "the key %s has no enabled version that is valid now", key.name);
+    } else {
+        snprintf(out_kid, ATR_AKV_KID_MAX, "%s", latest->kid);
+    }
+    atr_akv_versions_cleanup(&versions);
+    return rc;
+}
+
+atr_status atr_byok_wrap_uri(struct atr_buf *out, char out_kid[ATR_AKV_KID_MAX], struct atr_byok *b,
+                             const char *tenant, const char *key_uri, struct atr_span inner,
+                             struct atr_akv_error *fail, struct atr_err *err)
+{
+    struct atr_akv_key_uri key;
+    ATR_TRY(stored_uri(&key, tenant, key_uri, fail, err));
+    return atr_byok_wrap(out, out_kid, b, &key, inner, fail, err);
+}

@@ -118,6 +118,33 @@ ATR_MUST_CHECK atr_status atr_byok_unwrap(struct atr_buf *out_inner, struct atr_
                                           const char *tenant, const char *kid, struct atr_span blob,
                                           struct atr_akv_error *fail, struct atr_err *err);
 
+/**
+ * Finds the version a roll should use: lists the versions of @p key_uri in
+ * directory @p tenant and picks the newest enabled one valid now.
+ * @param[out] out_kid  its kid.
+ * @return ATR_E_UNAVAILABLE with fail->cause ATR_AKV_KEY_DISABLED when no
+ *         version is usable, ATR_E_INVALID (URI), and as
+ *         atr_akv_list_versions().
+ */
+ATR_MUST_CHECK atr_status atr_byok_latest(char out_kid[ATR_AKV_KID_MAX], struct atr_byok *b,
+                                          const char *tenant, const char *key_uri,
+                                          struct atr_akv_error *fail, struct atr_err *err);
+
+/**
+ * As atr_byok_wrap() for a stored key URI of directory @p tenant (its
+ * version, if any, is ignored: the latest wraps).
+ */
+ATR_MUST_CHECK atr_status atr_byok_wrap_uri(struct atr_buf *out, char out_kid[ATR_AKV_KID_MAX],
+                                            struct atr_byok *b, const char *tenant,
+                                            const char *key_uri, struct atr_span inner,
+                                            struct atr_akv_error *fail, struct atr_err *err);
+
+/** The API code of a cause ("KeyDisabled", "PermissionMissing", ...). */
+const char *atr_byok_code(atr_akv_cause cause);
+
+/** 1 for causes that say "try again" (throttling, server errors, unreachable), not revocation. */
+int atr_byok_transient(atr_akv_cause cause);
+
 /** The fix an admin should apply for @p fail, one sentence (static or in @p buf). */
 const char *atr_byok_fix(const struct atr_akv_error *fail, char *buf, size_t cap);
 

@@ -39,6 +39,7 @@ struct atr_keyring {
     const struct atr_clock *clock;
     size_t max_entries;
     int64_t ttl_ms;
+    int deadline_only;
     uint64_t seed;
     struct entry **buckets; /* nbuckets, a power of two */
     size_t nbuckets;
@@ -190,7 +191,10 @@ static atr_status insert_locked(struct atr_keyring *ring, const char *tenant, st
     }
     e->tk = *tk;
     *tk = (struct atr_secret)ATR_SECRET_INIT;
-    e->ttl_end_ms = now > INT64_MAX - ring->ttl_ms ? INT64_MAX : now + ring->ttl_ms;
+    if (deadline_ms != 0 && ring->deadline_only)
+        e->ttl_end_ms = INT64_MAX;
+    else
+        e->ttl_end_ms = now > INT64_MAX - ring->ttl_ms ? INT64_MAX : now + ring->ttl_ms;
     e->deadline_ms = deadline_ms;
     lru_push_front(ring, e);
     return ATR_OK;
@@ -221,6 +225,7 @@ atr_status atr_keyring_new(struct atr_keyring **out, const struct atr_keyring_op
     ring->clock = clock;
     ring->max_entries = opts->max_entries;
     ring->ttl_ms = opts->ttl_ms;
+    ring->deadline_only = opts->deadline_only != 0;
     ring->nbuckets = 16;
     while (ring->nbuckets < ring->max_entries)
         ring->nbuckets *= 2;
@@ -340,8 +345,12 @@ atr_status atr_keyring_set_deadline(struct atr_keyring *ring, const char *tenant
         rc = atr_err_set(err, ATR_E_NOT_FOUND, "keyring: no cached key for the tenant");
     else if (deadline_ms != 0 && deadline_ms <= now)
         rc = atr_err_set(err, ATR_E_INVALID, "keyring: the deadline has already passed");
-    else
+    else {
         e->deadline_ms = deadline_ms;
+        if (ring->deadline_only)
+            e->ttl_end_ms =
+                deadline_ms != 0 || now > INT64_MAX - ring->ttl_ms ? INT64_MAX : now + ring->ttl_ms;
+    }
     pthread_mutex_unlock(&ring->lock);
     return rc;
 }

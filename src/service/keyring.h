@@ -82,6 +82,12 @@ struct atr_keyring;
 struct atr_keyring_opts {
     size_t max_entries; /* 1..ATR_KEYRING_MAX_ENTRIES_HARD */
     int64_t ttl_ms;     /* lifetime of an entry after put, > 0 */
+    /*
+     * 1: an entry with a hard deadline lives until that deadline and its TTL
+     * does not apply (customer keys: the cached key keeps a tenant working
+     * through a vault outage for the whole grace, design section 3).
+     */
+    int deadline_only;
 };
 
 /** Counters since the ring was made (for metrics); entries is the current count. */
@@ -150,7 +156,8 @@ ATR_MUST_CHECK atr_status atr_keyring_use(struct atr_keyring *ring, const char *
 /**
  * Caches a copy of @p tk (32 bytes; the caller keeps its own) for @p tenant,
  * replacing any entry, expiring after the TTL or at @p deadline_ms if that
- * is earlier (0: no deadline). May evict the least recently used entry.
+ * is earlier (0: no deadline; with opts.deadline_only a deadline alone
+ * applies). May evict the least recently used entry.
  * @return ATR_E_INVALID (tenant empty or too long, key not 32 bytes, a
  *         deadline already past), ATR_E_NOMEM.
  */

@@ -16,6 +16,7 @@
 #include "base/log.h"
 #include "base/secmem.h"
 #include "crypto/digest_check.h"
+#include "crypto/rand.h"
 #include "http/json.h"
 #include "identity/tokval.h"
 #include "kms/provider.h"
@@ -23,13 +24,19 @@
 #include "service/byok.h"
 #include "service/keyring.h"
 #include "service/metrics.h"
+#include "service/monitor.h"
 #include "service/records.h"
+#include "service/reserve.h"
 #include "store/block.h"
 #include "store/store.h"
 
-#define KEY_REF_TK     "tk"
-#define KEY_REF_PLAIN  "none"
-#define AUDIT_PAGE_MAX 200
+#define KEY_REF_TK          "tk"
+#define KEY_REF_PLAIN       "none"
+#define KEY_REF_RESERVE     "reserve"
+#define PURPOSE_RESERVE_DEK "reserve-dek"
+#define AUDIT_PAGE_MAX      200
+#define FOLD_PAGE           64
+#define MONITOR_ACTOR       "monitor"
 
 struct atr_service {
     struct atr_store *store;
@@ -46,7 +53,12 @@ struct atr_service {
     int compress;
     int bench_plaintext;
     struct committer *committer;
-    struct atr_byok *byok; /* NULL: customer keys not configured */
+    struct atr_byok *byok;               /* NULL: customer keys not configured */
+    struct atr_monitor *monitor;         /* with byok */
+    struct atr_reserve *reserve;         /* with byok, NULL with no_reserve */
+    struct atr_offset_clock *test_clock; /* test mode, else NULL */
+    int64_t grace_ms;
+    int64_t locked_probe_ms;
 };
 
 /* The caller of a request (set by the auth hook). */
@@ -133,7 +145,12 @@ static atr_status tk_unwrap_row(struct atr_secret *out_tk, struct atr_service *s
     return rc;
 }
 
-/* Keyring loader: unwraps SRK-wrap(TK) of the tenant's row. */
+/*
+ * Keyring loader: unwraps the TK of the tenant's row through both layers.
+ * A locked tenant's key is not loaded (the lock is the key's absence; only
+ * the monitor restores it). A customer key's success restarts the grace
+ * (the cached key's hard deadline); its failure has the monitor probe.
+ */
 static atr_status tk_load(struct atr_secret *out_tk, int64_t *out_deadline_ms, const char *tenant,
                           void *ctx, struct atr_err *err)
 {
@@ -141,9 +158,22 @@ static atr_status tk_load(struct atr_secret *out_tk, int64_t *out_deadline_ms, c
     *out_deadline_ms = 0;
     struct atr_store_tenant t;
     atr_store_tenant_init(&t);
+    struct atr_akv_error fail;
+    memset(&fail, 0, sizeof(fail));
     atr_status rc = atr_store_tenant_get(&t, s->store, tenant, err);
-    if (rc == ATR_OK)
-        rc = tk_unwrap_row(out_tk, s, &t, NULL, err);
+    if (rc == ATR_OK && t.state == ATR_STORE_STATE_LOCKED) {
+        rc = atr_err_set(
+            err, ATR_E_LOCKED, "%s",
+            t.reason[0] != '\0' ? t.reason : "KeyUnavailable: the customer key is not accessible");
+    } else if (rc == ATR_OK) {
+        rc = tk_unwrap_row(out_tk, s, &t, &fail, err);
+        if (t.customer_blob.len > 0 && rc == ATR_OK) {
+            *out_deadline_ms = atr_clock_mono_ms(s->clock) + s->grace_ms;
+            atr_monitor_note_ok(s->monitor, tenant);
+        } else if (t.customer_blob.len > 0 && fail.cause != ATR_AKV_OK) {
+            atr_monitor_note_failure(s->monitor, tenant);
+        }
+    }
     atr_store_tenant_cleanup(&t);
     return rc;
 }
@@ -158,7 +188,7 @@ static atr_status tk_get(struct atr_secret *out, struct atr_service *s, const ch
     atr_keyring_stats(&after, s->ring);
     atr_metrics_add(s->metrics, ATR_METRICS_KEYRING_HITS, after.hits - before.hits);
     atr_metrics_add(s->metrics, ATR_METRICS_KEYRING_MISSES, after.misses - before.misses);
-    if (rc == ATR_OK || rc == ATR_E_NOMEM || rc == ATR_E_NOT_FOUND)
+    if (rc == ATR_OK || rc == ATR_E_NOMEM || rc == ATR_E_NOT_FOUND || rc == ATR_E_LOCKED)
         return rc;
     if (rc == ATR_E_AUTH_FAILED) {
         /* a stored key that does not authenticate is damage on our side, never the caller's */
@@ -174,6 +204,46 @@ static atr_status tk_get(struct atr_secret *out, struct atr_service *s, const ch
     return atr_err_set(err, ATR_E_UNAVAILABLE, "the tenant's key is not available: %s", why);
 }
 
+/* The code part of a stored reason "Code: plain words" ("KeyUnavailable" when none). */
+static void reason_code(char *out, size_t cap, const char *stored)
+{
+    size_t n = strcspn(stored, ":");
+    if (n == 0 || stored[n] != ':' || n >= cap) {
+        snprintf(out, cap, "KeyUnavailable");
+        return;
+    }
+    memcpy(out, stored, n);
+    out[n] = '\0';
+}
+
+/* The plain-words part of a stored reason. */
+static const char *reason_text(const char *stored)
+{
+    const char *c = strchr(stored, ':');
+    return c != NULL && c[1] == ' ' ? c + 2 : stored;
+}
+
+/*
+ * Answers 423 TenantLocked with the reason (design section 3): the customer
+ * key is not accessible, so the tenant's data cannot be read.
+ */
+static atr_status tenant_locked(struct atr_http_resp *resp, const struct atr_service *s,
+                                const char *stored_reason)
+{
+    char code[ATR_MONITOR_CODE_MAX];
+    reason_code(code, sizeof(code), stored_reason);
+    char msg[ATR_STORE_REASON_MAX + 160];
+    snprintf(msg, sizeof(msg),
+             "the tenant is locked: its customer key is not accessible (%s). Nothing is lost; "
+             "access returns once the key is usable again",
+             reason_text(stored_reason));
+    char after[24];
+    snprintf(after, sizeof(after), "%lld", (long long)((s->locked_probe_ms + 999) / 1000));
+    ATR_TRY(atr_http_resp_header(resp, "Retry-After", after));
+    ATR_TRY(atr_http_resp_error(resp, ATR_E_LOCKED, msg, json_pack("{s:s}", "reason", code)));
+    return ATR_E_LOCKED;
+}
+
 /*
  * Answers 503 with the reason when the tenant's key cannot be used now (its
  * customer key is unreachable or refused): the tenant admin needs the cause,
@@ -184,6 +254,26 @@ static atr_status key_unavailable(struct atr_http_resp *resp, const struct atr_e
     ATR_TRY(atr_http_resp_header(resp, "Retry-After", "30"));
     ATR_TRY(atr_http_resp_error(resp, ATR_E_UNAVAILABLE, atr_err_msg(err),
                                 json_pack("{s:s}", "reason", "CustomerKeyUnavailable")));
+    return ATR_E_UNAVAILABLE;
+}
+
+static atr_status fold_blocks(struct atr_service *s, const char *tenant, size_t *out_n,
+                              struct atr_err *err);
+
+/* Answers 503 + Retry-After when a locked tenant's reserve cannot take a write. */
+static atr_status reserve_empty(struct atr_http_resp *resp, const struct atr_service *s,
+                                const struct atr_err *err)
+{
+    char after[24];
+    snprintf(after, sizeof(after), "%lld", (long long)((s->locked_probe_ms + 999) / 1000));
+    ATR_TRY(atr_http_resp_header(resp, "Retry-After", after));
+    char msg[ATR_ERR_MSG_MAX + 160];
+    snprintf(msg, sizeof(msg),
+             "the tenant is locked and cannot accept these records now (%s); nothing was stored: "
+             "send them again once the customer key is accessible",
+             atr_err_msg(err));
+    ATR_TRY(atr_http_resp_error(resp, ATR_E_UNAVAILABLE, msg,
+                                json_pack("{s:s}", "reason", "TenantLockedReserveEmpty")));
     return ATR_E_UNAVAILABLE;
 }
 
@@ -431,6 +521,15 @@ static atr_status h_tenant_get(struct atr_http_req *req, struct atr_http_resp *r
     return rc;
 }
 
+static void put_time(json_t *o, const char *key, int64_t ms)
+{
+    if (ms <= 0)
+        return;
+    char when[32];
+    atr_clock_format_rfc3339(ms, when);
+    json_object_set_new(o, key, json_string(when));
+}
+
 static atr_status h_encryption_get(struct atr_http_req *req, struct atr_http_resp *resp, void *ctx)
 {
     struct atr_service *s = ctx;
@@ -441,12 +540,32 @@ static atr_status h_encryption_get(struct atr_http_req *req, struct atr_http_res
         char srk[32];
         snprintf(srk, sizeof(srk), "srk/%d", (int)t.srk_version);
         int customer = t.customer_blob.len > 0;
+        char code[ATR_MONITOR_CODE_MAX] = "";
+        if (t.reason[0] != '\0')
+            reason_code(code, sizeof(code), t.reason);
         json_t *o =
-            json_pack("{s:s,s:s,s:s,s:s?,s:s?,s:s?}", "mode", customer ? "customer" : "managed",
-                      "state", atr_store_state_name(t.state), "serviceKey", srk, "keyUri",
-                      t.key_uri[0] != '\0' ? t.key_uri : NULL, "keyVersion",
-                      t.customer_kid[0] != '\0' ? t.customer_kid : NULL, "reason",
-                      t.reason[0] != '\0' ? t.reason : NULL);
+            json_pack("{s:s,s:s,s:s,s:s?,s:s?,s:s?,s:s?}", "mode",
+                      customer ? "customer" : "managed", "state", atr_store_state_name(t.state),
+                      "serviceKey", srk, "keyUri", t.key_uri[0] != '\0' ? t.key_uri : NULL,
+                      "keyVersion", t.customer_kid[0] != '\0' ? t.customer_kid : NULL, "reason",
+                      code[0] != '\0' ? code : NULL, "reasonText",
+                      t.reason[0] != '\0' ? reason_text(t.reason) : NULL);
+        struct atr_monitor_status ms;
+        if (o != NULL && customer && atr_monitor_status(&ms, s->monitor, t.id)) {
+            put_time(o, "lastRoll", ms.last_roll_ms);
+            put_time(o, "lastRollCheck", ms.last_roll_check_ms);
+            put_time(o, "lastCheck", ms.last_check_ms);
+            put_time(o, "lastSuccessfulCheck", ms.last_ok_ms);
+            put_time(o, "nextCheck", ms.next_probe_ms);
+            if (t.state == ATR_STORE_STATE_DEGRADED)
+                put_time(o, "lockAt", ms.lock_at_ms);
+            json_object_set_new(o, "failedChecks", json_integer((json_int_t)ms.failures));
+        }
+        if (o != NULL && customer && s->reserve != NULL)
+            json_object_set_new(o, "reserve",
+                                json_pack("{s:I,s:I}", "size",
+                                          (json_int_t)atr_reserve_size(s->reserve), "available",
+                                          (json_int_t)atr_reserve_count(s->reserve, t.id)));
         rc = atr_http_resp_json(resp, 200, o);
     }
     atr_store_tenant_cleanup(&t);
@@ -518,6 +637,12 @@ static atr_status h_encryption_put(struct atr_http_req *req, struct atr_http_res
                          "the tenant is locked: restore access to its current key first");
         goto done;
     }
+    size_t folded = 0;
+    if (t.customer_blob.len > 0 && (rc = fold_blocks(s, t.id, &folded, &err)) != ATR_OK) {
+        /* blocks written during a lock still need the current key: fold them first */
+        rc = rc == ATR_E_UNAVAILABLE ? key_unavailable(resp, &err) : fail_with(req, rc, &err);
+        goto done;
+    }
     atr_metrics_add(s->metrics, ATR_METRICS_VAULT_CALLS, 5);
     atr_byok_validate(rep, s->byok, t.id, uri);
     if (!rep->ok) {
@@ -583,6 +708,10 @@ static atr_status h_encryption_put(struct atr_http_req *req, struct atr_http_res
         rc = fail_with(req, rc, &err);
         goto done;
     }
+    atr_reserve_drop(s->reserve, t.id); /* wrapped by the previous key, if any */
+    if (atr_monitor_track(s->monitor, t.id, ATR_MONITOR_HEALTHY, 1, &err) != ATR_OK)
+        atr_log(ATR_LOG_ERROR, "service.monitor.track", atr_http_req_id(req),
+                "the monitor does not watch tenant %s: %s", t.id, atr_err_msg(&err));
     char actor[300];
     actor_of(actor, sizeof(actor), who(req));
     audit(s, t.id, actor, "encryption.enable",
@@ -629,6 +758,12 @@ static atr_status h_encryption_delete(struct atr_http_req *req, struct atr_http_
                          "customer layer; restore access to the key first");
         goto done;
     }
+    size_t folded = 0;
+    if ((rc = fold_blocks(s, t.id, &folded, &err)) != ATR_OK) {
+        /* blocks written during a lock are wrapped by the customer key: fold them first */
+        rc = rc == ATR_E_UNAVAILABLE ? key_unavailable(resp, &err) : fail_with(req, rc, &err);
+        goto done;
+    }
     int32_t version = 0;
     if ((rc = inner_current(&inner, &version, s, &t, &fail, &err)) != ATR_OK) {
         rc = fail.cause != ATR_AKV_OK ? vault_failure(resp, &fail, &err) : fail_with(req, rc, &err);
@@ -657,6 +792,8 @@ static atr_status h_encryption_delete(struct atr_http_req *req, struct atr_http_
         rc = fail_with(req, rc, &err);
         goto done;
     }
+    atr_monitor_untrack(s->monitor, t.id);
+    atr_reserve_drop(s->reserve, t.id);
     char actor[300];
     actor_of(actor, sizeof(actor), who(req));
     audit(s, t.id, actor, "encryption.disable", json_pack("{s:s}", "previousKeyVersion", old_kid));
@@ -935,7 +1072,7 @@ static json_t *report_json(const struct atr_records_batch *b, size_t accepted, s
 /* Seals the packed blocks of one call and appends them in one transaction. */
 static atr_status store_blocks(struct atr_service *s, const char *tenant,
                                const struct atr_records_blocks *blocks, const struct atr_secret *tk,
-                               struct atr_err *err)
+                               const struct atr_reserve_dek *rdeks, struct atr_err *err)
 {
     size_t n = blocks->n;
     if (n > ATR_STORE_APPEND_MAX)
@@ -954,8 +1091,17 @@ static atr_status store_blocks(struct atr_service *s, const char *tenant,
         atr_buf_init(&sealed[i], ATR_STORE_SEALED_MAX);
         atr_buf_init(&wrapped[i], ATR_STORE_WRAPPED_MAX);
         int64_t id = first + (int64_t)i;
-        const char *ref = s->bench_plaintext ? KEY_REF_PLAIN : KEY_REF_TK;
-        if (s->bench_plaintext) {
+        const char *ref = s->bench_plaintext ? KEY_REF_PLAIN
+                          : rdeks != NULL    ? KEY_REF_RESERVE
+                                             : KEY_REF_TK;
+        if (rdeks != NULL) {
+            /* locked: a reserve DEK, already wrapped as CK-wrap(SRK-wrap(DEK)) */
+            struct atr_block_ctx bc = {tenant, id, ref};
+            rc = atr_buf_append(&wrapped[i], rdeks[i].blob.ptr, rdeks[i].blob.len);
+            if (rc == ATR_OK)
+                rc = atr_block_seal(&sealed[i], &bc, atr_buf_span(&b->plain), &rdeks[i].dek,
+                                    s->compress, err);
+        } else if (s->bench_plaintext) {
             /* benchmark-only pipeline: everything but the cryptography */
             rc = atr_buf_append(&wrapped[i], "-", 1);
             if (rc == ATR_OK)
@@ -1014,6 +1160,8 @@ static atr_status h_ingest(struct atr_http_req *req, struct atr_http_resp *resp,
     memset(&blocks, 0, sizeof(blocks));
     struct atr_secret tk;
     memset(&tk, 0, sizeof(tk));
+    struct atr_reserve_dek *rdeks = NULL;
+    size_t ndeks = 0;
     struct atr_err err;
     atr_err_clear(&err);
     atr_status rc = atr_records_parse(&batch, body, &lim, &err);
@@ -1036,18 +1184,48 @@ static atr_status h_ingest(struct atr_http_req *req, struct atr_http_resp *resp,
     }
     char actor[300];
     actor_of(actor, sizeof(actor), who(req));
+    int locked = 0;
     if ((rc = atr_service_tenant_ensure(s, tenant, actor, NULL, &err)) != ATR_OK ||
-        (!s->bench_plaintext && (rc = tk_get(&tk, s, tenant, &err)) != ATR_OK) ||
-        (rc = atr_records_pack(&blocks, &batch, s->block_bytes, &err)) != ATR_OK ||
-        (rc = store_blocks(s, tenant, &blocks, &tk, &err)) != ATR_OK) {
+        (!s->bench_plaintext && (rc = tk_get(&tk, s, tenant, &err)) != ATR_OK &&
+         rc != ATR_E_LOCKED) ||
+        (locked = rc == ATR_E_LOCKED,
+         (rc = atr_records_pack(&blocks, &batch, s->block_bytes, &err)) != ATR_OK)) {
         rc = rc == ATR_E_UNAVAILABLE ? key_unavailable(resp, &err) : fail_with(req, rc, &err);
         goto done;
     }
+    if (locked) {
+        /* design section 3: accepted under reserve DEKs, readable after the restore */
+        size_t nb = blocks.n > 0 ? blocks.n : 1;
+        if ((rdeks = atr_calloc(nb, sizeof(*rdeks))) == NULL) {
+            rc = ATR_E_NOMEM;
+            goto done;
+        }
+        ndeks = nb;
+        if ((rc = atr_reserve_take(s->reserve, tenant, rdeks, blocks.n, &err)) != ATR_OK) {
+            rc = rc == ATR_E_UNAVAILABLE || rc == ATR_E_INVALID ? reserve_empty(resp, s, &err)
+                                                                : fail_with(req, rc, &err);
+            goto done;
+        }
+    }
+    if ((rc = store_blocks(s, tenant, &blocks, &tk, rdeks, &err)) != ATR_OK) {
+        rc = rc == ATR_E_UNAVAILABLE ? key_unavailable(resp, &err) : fail_with(req, rc, &err);
+        goto done;
+    }
+    if (locked)
+        atr_log_fields(ATR_LOG_INFO, "service.reserve.use", atr_http_req_id(req),
+                       "records of a locked tenant sealed with reserve data keys", "tenant", "s",
+                       tenant, "blocks", "i", (long long)blocks.n, NULL);
     atr_metrics_add(s->metrics, ATR_METRICS_RECORDS_INGESTED, batch.n_records);
     atr_metrics_add(s->metrics, ATR_METRICS_INGEST_BYTES, body.len);
     atr_metrics_add(s->metrics, ATR_METRICS_BLOCKS_WRITTEN, blocks.n);
-    rc = atr_http_resp_json(resp, 200, report_json(&batch, batch.n_records, blocks.n));
+    json_t *report = report_json(&batch, batch.n_records, blocks.n);
+    if (locked && report != NULL)
+        json_object_set_new(report, "readableAfterRestore", json_true());
+    rc = atr_http_resp_json(resp, 200, report);
 done:
+    for (size_t i = 0; rdeks != NULL && i < ndeks; i++)
+        atr_reserve_dek_cleanup(&rdeks[i]);
+    atr_free(rdeks);
     atr_secret_cleanup(&tk);
     atr_records_blocks_cleanup(&blocks);
     atr_records_batch_cleanup(&batch);
@@ -1196,7 +1374,9 @@ static atr_status h_query(struct atr_http_req *req, struct atr_http_resp *resp, 
     struct atr_secret tk;
     memset(&tk, 0, sizeof(tk));
     if (!s->bench_plaintext && (rc = tk_get(&tk, s, tenant, &err)) != ATR_OK)
-        return rc == ATR_E_UNAVAILABLE ? key_unavailable(resp, &err) : fail_with(req, rc, &err);
+        return rc == ATR_E_UNAVAILABLE ? key_unavailable(resp, &err)
+               : rc == ATR_E_LOCKED    ? tenant_locked(resp, s, atr_err_msg(&err))
+                                       : fail_with(req, rc, &err);
     struct query_out q;
     memset(&q, 0, sizeof(q));
     atr_buf_init(&q.out, ATR_SERVICE_QUERY_BYTES_MAX + ATR_BLOCK_MAX_PLAIN_DEFAULT * 16);
@@ -1237,6 +1417,434 @@ static atr_status h_query(struct atr_http_req *req, struct atr_http_resp *resp, 
     atr_wipe(q.out.ptr, q.out.len);
     atr_buf_cleanup(&q.out);
     return rc;
+}
+
+/* ------------------------------------------------------------ customer key lifecycle */
+
+/*
+ * The monitor's actions (service/monitor.h): probe, roll, health changes,
+ * the reserve of pre-wrapped data keys and folding the blocks sealed with
+ * it back under the tenant key. They run on the monitor's thread.
+ */
+
+/* Fills @p o from a vault failure: code, plain words and the fix. */
+static void outcome_fail(struct atr_monitor_outcome *o, const struct atr_akv_error *fail,
+                         const struct atr_err *err)
+{
+    o->ok = 0;
+    if (fail->cause == ATR_AKV_OK) {
+        snprintf(o->code, sizeof(o->code), "%s",
+                 err->code == ATR_E_AUTH_FAILED ? "IntegrityError" : "InternalError");
+        snprintf(o->reason, sizeof(o->reason), "%s", atr_err_msg(err));
+        return;
+    }
+    char fix[ATR_BYOK_TEXT_MAX];
+    const char *f = atr_byok_fix(fail, fix, sizeof(fix));
+    o->transient = atr_byok_transient(fail->cause);
+    o->retry_after_ms = (int64_t)fail->retry_after_s * 1000;
+    snprintf(o->code, sizeof(o->code), "%s", atr_byok_code(fail->cause));
+    snprintf(o->reason, sizeof(o->reason), "%s %s", atr_err_msg(err), f != NULL ? f : "");
+}
+
+/* Reads a tenant row for the monitor; 0 (and out->gone) when it has no customer layer. */
+static int monitor_row(struct atr_store_tenant *t, struct atr_monitor_outcome *o,
+                       struct atr_service *s, const char *tenant)
+{
+    struct atr_err err;
+    atr_err_clear(&err);
+    atr_status rc = atr_store_tenant_get(t, s->store, tenant, &err);
+    if (rc == ATR_E_NOT_FOUND || (rc == ATR_OK && t->customer_blob.len == 0)) {
+        o->gone = 1;
+        return 0;
+    }
+    if (rc != ATR_OK) {
+        o->transient = 1;
+        snprintf(o->code, sizeof(o->code), "StoreError");
+        snprintf(o->reason, sizeof(o->reason), "%s", atr_err_msg(&err));
+        return 0;
+    }
+    return 1;
+}
+
+static void mon_probe(struct atr_monitor_outcome *o, const char *tenant, void *ctx)
+{
+    struct atr_service *s = ctx;
+    struct atr_store_tenant t;
+    atr_store_tenant_init(&t);
+    if (monitor_row(&t, o, s, tenant)) {
+        struct atr_secret tk = ATR_SECRET_INIT;
+        struct atr_akv_error fail;
+        memset(&fail, 0, sizeof(fail));
+        struct atr_err err;
+        atr_err_clear(&err);
+        if (tk_unwrap_row(&tk, s, &t, &fail, &err) == ATR_OK) {
+            o->ok = 1;
+            snprintf(o->kid, sizeof(o->kid), "%s", t.customer_kid);
+            /* a cached key lives on for another grace */
+            if (atr_keyring_set_deadline(s->ring, tenant, atr_clock_mono_ms(s->clock) + s->grace_ms,
+                                         NULL) != ATR_OK) {
+                /* not cached: nothing to extend */
+            }
+        } else {
+            outcome_fail(o, &fail, &err);
+        }
+        atr_secret_cleanup(&tk);
+    }
+    atr_store_tenant_cleanup(&t);
+}
+
+/* The version part of a kid ("" when it has none). */
+static const char *kid_version(const char *kid)
+{
+    const char *slash = strrchr(kid, '/');
+    return slash != NULL ? slash + 1 : "";
+}
+
+static void mon_roll(struct atr_monitor_outcome *o, const char *tenant, void *ctx)
+{
+    struct atr_service *s = ctx;
+    struct atr_store_tenant t;
+    atr_store_tenant_init(&t);
+    struct atr_buf inner, outer;
+    atr_buf_init(&inner, ATR_STORE_WRAPPED_MAX);
+    atr_buf_init(&outer, ATR_STORE_WRAPPED_MAX);
+    struct atr_akv_error fail;
+    memset(&fail, 0, sizeof(fail));
+    struct atr_err err;
+    atr_err_clear(&err);
+    char latest[ATR_AKV_KID_MAX], kid[ATR_AKV_KID_MAX];
+    if (!monitor_row(&t, o, s, tenant))
+        goto done;
+    atr_metrics_add(s->metrics, ATR_METRICS_VAULT_CALLS, 1);
+    if (atr_byok_latest(latest, s->byok, tenant, t.key_uri, &fail, &err) != ATR_OK) {
+        outcome_fail(o, &fail, &err);
+        goto done;
+    }
+    if (strcasecmp(kid_version(latest), kid_version(t.customer_kid)) == 0) {
+        o->ok = 1;
+        snprintf(o->kid, sizeof(o->kid), "%s", t.customer_kid);
+        goto done;
+    }
+    /* unwrap with the stored version (the cached key saves that call), wrap with the latest */
+    int32_t version = 0;
+    struct atr_secret tk = ATR_SECRET_INIT;
+    atr_status rc = atr_keyring_get(&tk, s->ring, tenant, NULL);
+    if (rc == ATR_OK) {
+        struct atr_kms_keyref ref;
+        uint32_t v = 0;
+        rc = atr_keyring_tk_wrap(&inner, &ref, atr_srk_file_provider(s->srk), &tk, tenant, &err);
+        if (rc == ATR_OK)
+            rc = atr_srk_keyref_parse(&v, &ref, &err);
+        version = (int32_t)v;
+    } else {
+        atr_metrics_add(s->metrics, ATR_METRICS_VAULT_CALLS, 1);
+        rc = inner_current(&inner, &version, s, &t, &fail, &err);
+    }
+    atr_secret_cleanup(&tk);
+    if (rc == ATR_OK) {
+        atr_metrics_add(s->metrics, ATR_METRICS_VAULT_CALLS, 1);
+        rc = atr_byok_wrap_uri(&outer, kid, s->byok, tenant, t.key_uri, atr_buf_span(&inner), &fail,
+                               &err);
+    }
+    if (rc != ATR_OK) {
+        outcome_fail(o, &fail, &err);
+        goto done;
+    }
+    char old_kid[ATR_STORE_URI_MAX + 1];
+    snprintf(old_kid, sizeof(old_kid), "%s", t.customer_kid);
+    atr_buf_reset(&t.customer_blob);
+    if ((rc = atr_buf_append(&t.customer_blob, outer.ptr, outer.len)) == ATR_OK) {
+        snprintf(t.customer_kid, sizeof(t.customer_kid), "%s", kid);
+        t.srk_version = version;
+        t.updated_ms = now_ms(s);
+        rc = atr_store_tenant_update(NULL, s->store, &t, &err);
+    }
+    if (rc != ATR_OK) {
+        /* a concurrent change (disable, enable) wins; the next check looks again */
+        o->transient = 1;
+        snprintf(o->code, sizeof(o->code), "%s", rc == ATR_E_CONFLICT ? "Busy" : "StoreError");
+        snprintf(o->reason, sizeof(o->reason), "the roll could not be stored: %s",
+                 atr_err_msg(&err));
+        goto done;
+    }
+    o->ok = 1;
+    o->rolled = 1;
+    snprintf(o->kid, sizeof(o->kid), "%s", kid);
+    /* reserve keys wrapped by the old version would need it later: make new ones */
+    atr_reserve_drop(s->reserve, tenant);
+    audit(s, tenant, MONITOR_ACTOR, "encryption.roll",
+          json_pack("{s:s,s:s,s:s}", "keyUri", t.key_uri, "keyVersion", kid, "previousKeyVersion",
+                    old_kid));
+    atr_log_fields(ATR_LOG_INFO, "service.encryption.roll", NULL,
+                   "tenant key re-wrapped under a new customer key version", "tenant", "s", tenant,
+                   "kid", "s", kid, NULL);
+done:
+    atr_buf_cleanup(&inner);
+    atr_buf_cleanup(&outer);
+    atr_store_tenant_cleanup(&t);
+}
+
+static atr_store_state state_of(atr_monitor_health h)
+{
+    return h == ATR_MONITOR_LOCKED     ? ATR_STORE_STATE_LOCKED
+           : h == ATR_MONITOR_DEGRADED ? ATR_STORE_STATE_DEGRADED
+                                       : ATR_STORE_STATE_CUSTOMER;
+}
+
+static atr_status mon_transition(const char *tenant, atr_monitor_health from, atr_monitor_health to,
+                                 const struct atr_monitor_outcome *why, void *ctx)
+{
+    struct atr_service *s = ctx;
+    struct atr_err err;
+    atr_err_clear(&err);
+    /* the lock is the key's absence: wipe it before anything else */
+    if (to == ATR_MONITOR_LOCKED)
+        (void)atr_keyring_evict(s->ring, tenant);
+    char reason[ATR_STORE_REASON_MAX + 1] = "";
+    if (to != ATR_MONITOR_HEALTHY) {
+        /* "Code: plain words", cut to the stored size */
+        size_t nc = strnlen(why->code, sizeof(why->code) - 1);
+        size_t nr = strnlen(why->reason, sizeof(why->reason) - 1);
+        if (nc > sizeof(reason) - 3)
+            nc = sizeof(reason) - 3;
+        memcpy(reason, why->code, nc);
+        memcpy(reason + nc, ": ", 2);
+        if (nr > sizeof(reason) - 3 - nc)
+            nr = sizeof(reason) - 3 - nc;
+        memcpy(reason + nc + 2, why->reason, nr);
+        reason[nc + 2 + nr] = '\0';
+    }
+    char kid[ATR_STORE_URI_MAX + 1] = "";
+    atr_status rc = ATR_E_CONFLICT;
+    for (int attempt = 0; attempt < 3 && rc == ATR_E_CONFLICT; attempt++) {
+        struct atr_store_tenant t;
+        atr_store_tenant_init(&t);
+        rc = atr_store_tenant_get(&t, s->store, tenant, &err);
+        if (rc == ATR_OK && t.customer_blob.len == 0) {
+            atr_store_tenant_cleanup(&t);
+            return ATR_OK; /* the customer key was removed meanwhile */
+        }
+        if (rc == ATR_OK) {
+            t.state = state_of(to);
+            snprintf(t.reason, sizeof(t.reason), "%s", reason);
+            snprintf(kid, sizeof(kid), "%s", t.customer_kid);
+            t.updated_ms = now_ms(s);
+            rc = atr_store_tenant_update(NULL, s->store, &t, &err);
+        }
+        atr_store_tenant_cleanup(&t);
+    }
+    if (rc != ATR_OK) {
+        atr_log_fields(ATR_LOG_ERROR, "service.monitor.transition", NULL,
+                       "cannot store the tenant's new state", "tenant", "s", tenant, "detail", "s",
+                       atr_err_msg(&err), NULL);
+        return rc;
+    }
+    const char *action = to == ATR_MONITOR_LOCKED     ? "encryption.lock"
+                         : from == ATR_MONITOR_LOCKED ? "encryption.restore"
+                         : to == ATR_MONITOR_DEGRADED ? "encryption.degrade"
+                                                      : "encryption.recover";
+    audit(s, tenant, MONITOR_ACTOR, action,
+          json_pack("{s:s,s:s,s:s,s:s?,s:s?}", "from", atr_monitor_health_name(from), "to",
+                    atr_monitor_health_name(to), "keyVersion", kid, "reason",
+                    to != ATR_MONITOR_HEALTHY ? why->code : NULL, "reasonText",
+                    to != ATR_MONITOR_HEALTHY ? why->reason : NULL));
+    atr_log_fields(to == ATR_MONITOR_HEALTHY ? ATR_LOG_INFO : ATR_LOG_WARN,
+                   "service.encryption.state", NULL, action, "tenant", "s", tenant, "state", "s",
+                   atr_store_state_name(state_of(to)), "reason", "s",
+                   to != ATR_MONITOR_HEALTHY ? why->code : "", NULL);
+    if (from == ATR_MONITOR_LOCKED && to != ATR_MONITOR_LOCKED) {
+        size_t folded = 0;
+        if (fold_blocks(s, tenant, &folded, &err) != ATR_OK)
+            atr_log_fields(ATR_LOG_WARN, "service.reserve.fold", NULL,
+                           "blocks written while locked are not folded yet (retried later)",
+                           "tenant", "s", tenant, "detail", "s", atr_err_msg(&err), NULL);
+    }
+    return ATR_OK;
+}
+
+/* Makes one reserve DEK: CK-wrap(SRK-wrap(DEK)), one vault call. */
+static atr_status reserve_make(struct atr_service *s, const struct atr_store_tenant *t,
+                               struct atr_err *err)
+{
+    struct atr_secret dek = ATR_SECRET_INIT;
+    struct atr_buf inner, outer, blob;
+    atr_buf_init(&inner, ATR_STORE_WRAPPED_MAX);
+    atr_buf_init(&outer, ATR_STORE_WRAPPED_MAX);
+    atr_buf_init(&blob, ATR_STORE_WRAPPED_MAX);
+    struct atr_kms_keyref ref;
+    struct atr_kms_context kc = {PURPOSE_RESERVE_DEK, t->id};
+    struct atr_akv_error fail;
+    memset(&fail, 0, sizeof(fail));
+    char kid[ATR_AKV_KID_MAX];
+    uint32_t v = 0;
+    atr_status rc = atr_rand_secret(&dek, ATR_RESERVE_DEK_LEN, err);
+    if (rc == ATR_OK)
+        rc = atr_kms_wrap(&inner, &ref, atr_srk_file_provider(s->srk), &dek, &kc, err);
+    if (rc == ATR_OK)
+        rc = atr_srk_keyref_parse(&v, &ref, err);
+    if (rc == ATR_OK) {
+        atr_metrics_add(s->metrics, ATR_METRICS_VAULT_CALLS, 1);
+        rc = atr_byok_wrap_uri(&outer, kid, s->byok, t->id, t->key_uri, atr_buf_span(&inner), &fail,
+                               err);
+    }
+    if (rc == ATR_OK)
+        rc = atr_reserve_blob_encode(&blob, v, kid, atr_buf_span(&outer), err);
+    if (rc == ATR_OK)
+        rc = atr_reserve_add(s->reserve, t->id, &dek, atr_buf_span(&blob), err);
+    atr_secret_cleanup(&dek);
+    atr_buf_cleanup(&inner);
+    atr_buf_cleanup(&outer);
+    atr_buf_cleanup(&blob);
+    return rc;
+}
+
+/* A healthy tenant: fold blocks left from a lock, then fill the reserve. */
+static int mon_refill(const char *tenant, void *ctx)
+{
+    struct atr_service *s = ctx;
+    struct atr_err err;
+    atr_err_clear(&err);
+    size_t folded = 0;
+    atr_status rc = fold_blocks(s, tenant, &folded, &err);
+    struct atr_store_tenant t;
+    atr_store_tenant_init(&t);
+    if (rc == ATR_OK && s->reserve != NULL &&
+        atr_reserve_count(s->reserve, tenant) < atr_reserve_size(s->reserve)) {
+        rc = atr_store_tenant_get(&t, s->store, tenant, &err);
+        while (rc == ATR_OK && t.customer_blob.len > 0 && t.state == ATR_STORE_STATE_CUSTOMER &&
+               atr_reserve_count(s->reserve, tenant) < atr_reserve_size(s->reserve))
+            rc = reserve_make(s, &t, &err);
+    }
+    atr_store_tenant_cleanup(&t);
+    if (rc != ATR_OK)
+        atr_log_fields(ATR_LOG_WARN, "service.reserve.fill", NULL,
+                       "the reserve of pre-wrapped data keys is not full (retried later)", "tenant",
+                       "s", tenant, "detail", "s", atr_err_msg(&err), NULL);
+    return rc == ATR_OK;
+}
+
+/* Folds one block sealed with a reserve DEK back under the tenant key. */
+static atr_status fold_one(struct atr_service *s, const char *tenant,
+                           const struct atr_store_block_meta *m, const struct atr_secret *tk,
+                           struct atr_err *err)
+{
+    uint32_t v = 0;
+    char kid[ATR_RESERVE_KID_MAX + 1];
+    struct atr_span ck;
+    ATR_TRY(atr_reserve_blob_parse(&v, kid, sizeof(kid), &ck, atr_buf_span(&m->wrapped_dek), err));
+    struct atr_buf inner, sealed, plain, wrapped, resealed;
+    atr_buf_init(&inner, ATR_STORE_WRAPPED_MAX);
+    atr_buf_init(&sealed, ATR_STORE_SEALED_MAX);
+    atr_buf_init(&plain, ATR_BLOCK_MAX_PLAIN_DEFAULT * 16);
+    atr_buf_init(&wrapped, ATR_STORE_WRAPPED_MAX);
+    atr_buf_init(&resealed, ATR_STORE_SEALED_MAX);
+    struct atr_secret dek = ATR_SECRET_INIT, dek2 = ATR_SECRET_INIT;
+    struct atr_kms_keyref ref;
+    atr_srk_keyref_format(&ref, v);
+    struct atr_kms_context kc = {PURPOSE_RESERVE_DEK, tenant};
+    atr_metrics_add(s->metrics, ATR_METRICS_VAULT_CALLS, 1);
+    atr_status rc = atr_byok_unwrap(&inner, s->byok, tenant, kid, ck, NULL, err);
+    if (rc == ATR_OK)
+        rc = atr_kms_unwrap(&dek, atr_srk_file_provider(s->srk), &ref, atr_buf_span(&inner), &kc,
+                            err);
+    if (rc == ATR_OK)
+        rc = atr_store_block_read(&sealed, s->store, tenant, m->block_id, err);
+    struct atr_block_ctx old_bc = {tenant, m->block_id, KEY_REF_RESERVE};
+    if (rc == ATR_OK)
+        rc = atr_block_open(&plain, &old_bc, atr_buf_span(&sealed), &dek,
+                            ATR_BLOCK_MAX_PLAIN_DEFAULT * 16, err);
+    uint8_t idb[8];
+    block_id_bytes(idb, m->block_id);
+    if (rc == ATR_OK)
+        rc = atr_keyring_dek_new(&dek2, &wrapped, tk, tenant, atr_span_of(idb, 8), err);
+    struct atr_block_ctx new_bc = {tenant, m->block_id, KEY_REF_TK};
+    if (rc == ATR_OK)
+        rc = atr_block_seal(&resealed, &new_bc, atr_buf_span(&plain), &dek2, s->compress, err);
+    if (rc == ATR_OK)
+        rc = atr_store_block_rekey(s->store, tenant, m->block_id, KEY_REF_RESERVE, KEY_REF_TK,
+                                   atr_buf_span(&wrapped), atr_buf_span(&resealed), err);
+    atr_secret_cleanup(&dek);
+    atr_secret_cleanup(&dek2);
+    atr_wipe(plain.ptr, plain.len);
+    atr_buf_cleanup(&plain);
+    atr_buf_cleanup(&inner);
+    atr_buf_cleanup(&sealed);
+    atr_buf_cleanup(&wrapped);
+    atr_buf_cleanup(&resealed);
+    return rc;
+}
+
+/*
+ * Folds every block of @p tenant sealed with a reserve DEK back under its
+ * tenant key (design section 3, restore). Each block is re-sealed with a
+ * fresh DEK and swapped in one conditional write, so a crash or a second
+ * folder leaves every block readable exactly once.
+ */
+static atr_status fold_blocks(struct atr_service *s, const char *tenant, size_t *out_n,
+                              struct atr_err *err)
+{
+    *out_n = 0;
+    struct atr_store_block_meta *rows = NULL;
+    size_t n = 0;
+    ATR_TRY(atr_store_blocks_by_key_ref(&rows, &n, s->store, tenant, KEY_REF_RESERVE, 0, FOLD_PAGE,
+                                        err));
+    if (n == 0)
+        return ATR_OK;
+    struct atr_secret tk = ATR_SECRET_INIT;
+    atr_status rc = tk_get(&tk, s, tenant, err);
+    int64_t after = 0;
+    while (rc == ATR_OK && n > 0) {
+        for (size_t i = 0; rc == ATR_OK && i < n; i++) {
+            rc = fold_one(s, tenant, &rows[i], &tk, err);
+            if (rc == ATR_E_CONFLICT)
+                rc = ATR_OK; /* folded by someone else meanwhile */
+            else if (rc == ATR_OK)
+                (*out_n)++;
+            after = rows[i].block_id;
+        }
+        atr_store_block_metas_free(rows, n);
+        rows = NULL;
+        n = 0;
+        if (rc == ATR_OK)
+            rc = atr_store_blocks_by_key_ref(&rows, &n, s->store, tenant, KEY_REF_RESERVE, after,
+                                             FOLD_PAGE, err);
+    }
+    atr_store_block_metas_free(rows, n);
+    atr_secret_cleanup(&tk);
+    if (*out_n > 0) {
+        audit(s, tenant, MONITOR_ACTOR, "encryption.fold",
+              json_pack("{s:I}", "blocks", (json_int_t)*out_n));
+        atr_log_fields(ATR_LOG_INFO, "service.reserve.fold", NULL,
+                       "blocks written while locked are folded under the tenant key", "tenant", "s",
+                       tenant, "blocks", "i", (long long)*out_n, NULL);
+    }
+    return rc;
+}
+
+/* Starts watching every tenant that uses a customer key (at start-up). */
+static atr_status monitor_track_all(struct atr_service *s, struct atr_err *err)
+{
+    char after[ATR_STORE_TENANT_ID_MAX + 1] = "";
+    for (;;) {
+        struct atr_store_tenant *rows = NULL;
+        size_t n = 0;
+        ATR_TRY(atr_store_tenant_list(&rows, &n, s->store, after, ATR_STORE_LIST_MAX, err));
+        atr_status rc = ATR_OK;
+        for (size_t i = 0; rc == ATR_OK && i < n; i++) {
+            if (rows[i].customer_blob.len == 0)
+                continue;
+            atr_monitor_health h = rows[i].state == ATR_STORE_STATE_LOCKED ? ATR_MONITOR_LOCKED
+                                   : rows[i].state == ATR_STORE_STATE_DEGRADED
+                                       ? ATR_MONITOR_DEGRADED
+                                       : ATR_MONITOR_HEALTHY;
+            rc = atr_monitor_track(s->monitor, rows[i].id, h, 0, err);
+        }
+        if (n > 0)
+            snprintf(after, sizeof(after), "%s", rows[n - 1].id);
+        atr_store_tenants_free(rows, n);
+        if (rc != ATR_OK || n < ATR_STORE_LIST_MAX)
+            return rc;
+    }
 }
 
 /* ------------------------------------------------------------ health, metrics, admin */
@@ -1332,6 +1940,53 @@ static atr_status h_admin_srk_rotate(struct atr_http_req *req, struct atr_http_r
         json_pack("{s:I,s:I}", "version", (json_int_t)version, "tenants", (json_int_t)tenants));
 }
 
+static atr_status h_admin_monitor_run(struct atr_http_req *req, struct atr_http_resp *resp,
+                                      void *ctx)
+{
+    struct atr_service *s = ctx;
+    if (s->monitor == NULL)
+        return atr_err_set(atr_http_req_err(req), ATR_E_UNSUPPORTED,
+                           "customer-managed keys are not configured on this service");
+    struct atr_monitor_pass p;
+    atr_monitor_run(s->monitor, &p);
+    return atr_http_resp_json(resp, 200,
+                              json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "tenants",
+                                        (json_int_t)atr_monitor_count(s->monitor), "probes",
+                                        (json_int_t)p.probes, "rollChecks", (json_int_t)p.rolls,
+                                        "rolled", (json_int_t)p.rolled, "transitions",
+                                        (json_int_t)p.transitions, "locked", (json_int_t)p.locked,
+                                        "restored", (json_int_t)p.restored));
+}
+
+static atr_status h_admin_clock(struct atr_http_req *req, struct atr_http_resp *resp, void *ctx)
+{
+    struct atr_service *s = ctx;
+    struct atr_err *rerr = atr_http_req_err(req);
+    if (s->test_clock == NULL)
+        return atr_err_set(rerr, ATR_E_NOT_FOUND, "the clock can only be moved in test mode");
+    json_t *body = NULL;
+    ATR_TRY(atr_http_req_json(&body, req));
+    json_t *adv = json_object_get(body, "advanceSeconds");
+    atr_status rc = ATR_OK;
+    if (adv != NULL && (!json_is_integer(adv) || json_integer_value(adv) < 0 ||
+                        json_integer_value(adv) > 10LL * 365 * 86400))
+        rc = atr_err_set(rerr, ATR_E_INVALID,
+                         "advanceSeconds must be a whole number of seconds, 0 to ten years");
+    if (rc == ATR_OK && adv != NULL) {
+        atr_offset_clock_advance(s->test_clock, (int64_t)json_integer_value(adv) * 1000);
+        atr_monitor_kick(s->monitor);
+    }
+    json_decref(body);
+    if (rc != ATR_OK)
+        return rc;
+    char now[32];
+    atr_clock_format_rfc3339(atr_clock_now_ms(s->clock), now);
+    return atr_http_resp_json(
+        resp, 200,
+        json_pack("{s:s,s:I}", "now", now, "offsetSeconds",
+                  (json_int_t)(atr_offset_clock_offset(s->test_clock) / 1000)));
+}
+
 void atr_service_observe(const struct atr_route *route, const char *method, unsigned status,
                          int64_t duration_ms, void *observe_ctx)
 {
@@ -1349,6 +2004,8 @@ static const struct atr_route routes[] = {
     {"GET", "/metrics", h_metrics, 0, 0, NULL},
     {"GET", "/admin/tenants", h_admin_tenants, AUTH, 0, "admin"},
     {"POST", "/admin/srk/rotate", h_admin_srk_rotate, AUTH, 0, "admin"},
+    {"POST", "/admin/monitor/run", h_admin_monitor_run, AUTH, 0, "admin"},
+    {"POST", "/admin/clock", h_admin_clock, AUTH, 4096, "admin"},
     {"PUT", "/v1/tenants/{t}", h_tenant_put, AUTH, 4096, ATR_ROLE_ADMIN},
     {"GET", "/v1/tenants/{t}", h_tenant_get, AUTH, 0, "any"},
     {"POST", "/v1/tenants/{t}/records", h_ingest, AUTH, ATR_SERVICE_MAX_BODY_DEFAULT,
@@ -1386,7 +2043,12 @@ atr_status atr_service_new(struct atr_service **out, const struct atr_service_op
     struct atr_service *s = atr_calloc(1, sizeof(*s));
     if (s == NULL)
         return ATR_E_NOMEM;
-    s->clock = opts->clock != NULL ? opts->clock : atr_clock_real();
+    s->test_clock = opts->test_clock;
+    s->clock = opts->test_clock != NULL ? &opts->test_clock->base
+               : opts->clock != NULL    ? opts->clock
+                                        : atr_clock_real();
+    /* tokens and the vault client follow real time even when a test moves the clock */
+    const struct atr_clock *real = opts->test_clock != NULL ? atr_clock_real() : s->clock;
 
     s->block_bytes = opts->block_bytes != 0 ? opts->block_bytes : ATR_SERVICE_BLOCK_BYTES_DEFAULT;
     s->max_body = opts->max_body != 0 ? opts->max_body : ATR_SERVICE_MAX_BODY_DEFAULT;
@@ -1409,6 +2071,7 @@ atr_status atr_service_new(struct atr_service **out, const struct atr_service_op
         struct atr_keyring_opts ko;
         ko.max_entries = opts->keyring_max != 0 ? opts->keyring_max : ATR_SERVICE_KEYRING_DEFAULT;
         ko.ttl_ms = opts->tk_ttl_ms != 0 ? opts->tk_ttl_ms : 600000;
+        ko.deadline_only = 1; /* customer keys live for the grace (their deadline) */
         rc = atr_keyring_new(&s->ring, &ko, s->clock, err);
     }
     if (rc == ATR_OK)
@@ -1422,13 +2085,32 @@ atr_status atr_service_new(struct atr_service **out, const struct atr_service_op
         bo.vault_hosts = opts->byok_vault_hosts;
         bo.nvault_hosts = opts->byok_nvault_hosts;
         bo.ca_file = opts->ca_file;
-        bo.clock = s->clock;
+        bo.clock = real;
         rc = atr_byok_new(&s->byok, &bo, err);
+    }
+    struct atr_monitor_opts mo = opts->monitor;
+    if (rc == ATR_OK && s->byok != NULL && !opts->no_reserve)
+        rc = atr_reserve_new(
+            &s->reserve, opts->reserve_size != 0 ? opts->reserve_size : ATR_RESERVE_SIZE_DEFAULT,
+            err);
+    if (rc == ATR_OK && s->byok != NULL) {
+        struct atr_monitor_ops ops = {mon_probe, mon_roll, mon_transition, mon_refill, s};
+        rc = atr_monitor_new(&s->monitor, &mo, s->clock, &ops, err);
+    }
+    if (rc == ATR_OK && s->monitor != NULL) {
+        struct atr_monitor_opts eff;
+        atr_monitor_settings(&eff, s->monitor);
+        s->grace_ms = eff.grace_ms;
+        s->locked_probe_ms = eff.locked_probe_ms;
+        rc = monitor_track_all(s, err);
+    } else {
+        s->grace_ms = ATR_MONITOR_GRACE_DEFAULT_MS;
+        s->locked_probe_ms = ATR_MONITOR_LOCKED_PROBE_DEFAULT_MS;
     }
     if (rc == ATR_OK && opts->idp_authority != NULL)
         rc = atr_tokval_new(&s->tokval, opts->idp_authority, opts->ca_file,
                             opts->audience != NULL ? opts->audience : ATR_SERVICE_AUDIENCE_DEFAULT,
-                            s->clock, err);
+                            real, err);
     if (rc != ATR_OK) {
         atr_service_free(s);
         return rc;
@@ -1441,7 +2123,9 @@ void atr_service_free(struct atr_service *s)
 {
     if (s == NULL)
         return;
+    atr_monitor_free(s->monitor); /* first: its thread uses everything below */
     committer_free(s->committer);
+    atr_reserve_free(s->reserve);
     atr_byok_free(s->byok);
     atr_tokval_free(s->tokval);
     atr_keyring_free(s->ring);

@@ -17,6 +17,8 @@
  *   GET  /v1/tenants/{t}/audit           audit events (DataEncryption.Admin)
  *   GET  /healthz, GET /metrics          no authentication
  *   GET  /admin/tenants, POST /admin/srk/rotate   bootstrap secret
+ *   POST /admin/monitor/run              one monitor pass now (bootstrap secret)
+ *   POST /admin/clock                    test mode: {"advanceSeconds": N}
  *
  * Callers present bearer JWTs of the identity server (JWKS, issuer
  * "{authority}/{tid}/v2.0", audience api://atrest by default); "tid" must
@@ -40,6 +42,7 @@
 #include "base/error.h"
 #include "http/router.h"
 #include "http/server.h"
+#include "service/monitor.h"
 
 #define ATR_SERVICE_AUDIENCE_DEFAULT    "api://atrest"
 #define ATR_SERVICE_AUTHORITY_MAX       256
@@ -86,6 +89,16 @@ struct atr_service_opts {
     const char *byok_authority;          /* default idp_authority */
     const char *const *byok_vault_hosts; /* vault hosts allowed (kms/akv.h); required with byok */
     size_t byok_nvault_hosts;
+    /* the key monitor (service/monitor.h): intervals, zero = defaults */
+    struct atr_monitor_opts monitor;
+    size_t reserve_size; /* pre-wrapped DEKs per customer-key tenant; 0 = 8 */
+    int no_reserve;      /* 1: no reserve (ingest while locked answers 503) */
+    /*
+     * Test mode: the lifecycle clock (monitor, grace, audit times) is this
+     * offset clock, which POST /admin/clock moves forward; tokens and the
+     * vault client keep the real clock. NULL = off (opts.clock applies).
+     */
+    struct atr_offset_clock *test_clock;
 };
 
 /**

@@ -412,6 +412,30 @@ atr_status atr_store_blocks_list(struct atr_store_block_meta **out, size_t *out_
     return rc;
 }
 
+atr_status atr_store_blocks_by_key_ref(struct atr_store_block_meta **out, size_t *out_n,
+                                       struct atr_store *s, const char *tenant, const char *key_ref,
+                                       int64_t after_id, size_t limit, struct atr_err *err)
+{
+    if (out == NULL || out_n == NULL)
+        return bad(err, "output pointer");
+    *out = NULL;
+    *out_n = 0;
+    if (s == NULL)
+        return bad(err, "store");
+    ATR_TRY(check_tenant_arg(tenant, err));
+    if (!key_ref_ok(key_ref))
+        return bad(err, "key reference");
+    if (after_id < 0)
+        return bad(err, "block id");
+    if (!limit_ok(limit))
+        return bad(err, "limit");
+    atr_status rc =
+        s->vt->blocks_by_key_ref(out, out_n, s->impl, tenant, key_ref, after_id, limit, err);
+    if (rc == ATR_OK && *out_n > limit)
+        atr_panic("store engine returned more rows than the limit");
+    return rc;
+}
+
 void atr_store_block_metas_free(struct atr_store_block_meta *rows, size_t n)
 {
     if (rows == NULL)

@@ -341,6 +341,20 @@ ATR_MUST_CHECK atr_status atr_store_blocks_list(struct atr_store_block_meta **ou
                                                 const struct atr_store_block_cursor *after,
                                                 size_t limit, struct atr_err *err);
 
+/**
+ * Lists the blocks of @p tenant whose key reference is @p key_ref (for
+ * instance the blocks sealed with reserve data keys while the tenant was
+ * locked), in block id order, with ids above @p after_id, at most @p limit.
+ * Outputs as atr_store_blocks_list().
+ * @return ATR_E_INVALID (tenant id, key reference, negative after_id,
+ *         limit), ATR_E_NOMEM, ATR_E_IO.
+ */
+ATR_MUST_CHECK atr_status atr_store_blocks_by_key_ref(struct atr_store_block_meta **out,
+                                                      size_t *out_n, struct atr_store *s,
+                                                      const char *tenant, const char *key_ref,
+                                                      int64_t after_id, size_t limit,
+                                                      struct atr_err *err);
+
 /** Wipes and frees @p n rows from atr_store_blocks_list(). NULL is allowed. */
 void atr_store_block_metas_free(struct atr_store_block_meta *rows, size_t n);
 

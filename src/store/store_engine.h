@@ -51,6 +51,9 @@ struct atr_store_vt {
                               const char *tenant, int64_t from_ms, int64_t to_ms,
                               const struct atr_store_block_cursor *after, size_t limit,
                               struct atr_err *err);
+    atr_status (*blocks_by_key_ref)(struct atr_store_block_meta **out, size_t *out_n, void *impl,
+                                    const char *tenant, const char *key_ref, int64_t after_id,
+                                    size_t limit, struct atr_err *err);
     atr_status (*block_read)(struct atr_buf *out_sealed, void *impl, const char *tenant,
                              int64_t block_id, struct atr_err *err);
     atr_status (*block_rekey)(void *impl, const char *tenant, int64_t block_id,

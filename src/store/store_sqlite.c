@@ -909,6 +909,29 @@ static atr_status eng_blocks_list(struct atr_store_block_meta **out, size_t *out
     return rc;
 }
 
+static atr_status eng_blocks_by_key_ref(struct atr_store_block_meta **out, size_t *out_n,
+                                        void *impl, const char *tenant, const char *key_ref,
+                                        int64_t after_id, size_t limit, struct atr_err *err)
+{
+    struct eng *e = impl;
+    struct sq q;
+    pthread_mutex_lock(&e->lock);
+    sq_prep(&q, e,
+            "SELECT block_id, t_min, t_max, records, key_ref, wrapped_dek, size FROM blocks"
+            " WHERE tenant = ?1 AND key_ref = ?2 AND block_id > ?3 ORDER BY block_id LIMIT ?4",
+            err);
+    sq_text(&q, tenant);
+    sq_text(&q, key_ref);
+    sq_i64(&q, after_id);
+    sq_i64(&q, (int64_t)limit);
+    if (q.rc == ATR_OK)
+        (void)collect((void **)out, out_n, &q, sizeof(**out), limit, row_block_meta,
+                      rows_free_metas);
+    atr_status rc = sq_end(&q);
+    pthread_mutex_unlock(&e->lock);
+    return rc;
+}
+
 static atr_status eng_block_read(struct atr_buf *out_sealed, void *impl, const char *tenant,
                                  int64_t block_id, struct atr_err *err)
 {
@@ -1072,6 +1095,7 @@ static const struct atr_store_vt sqlite_vt = {
     .blocks_list = eng_blocks_list,
     .block_read = eng_block_read,
     .block_rekey = eng_block_rekey,
+    .blocks_by_key_ref = eng_blocks_by_key_ref,
     .audit_append = eng_audit_append,
     .audit_list = eng_audit_list,
     .stats_get = eng_stats_get,

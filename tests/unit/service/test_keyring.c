@@ -41,7 +41,7 @@ static int64_t mono(void)
 
 static struct atr_keyring *ring_new(size_t max, int64_t ttl)
 {
-    struct atr_keyring_opts o = {max, ttl};
+    struct atr_keyring_opts o = {max, ttl, 0};
     struct atr_keyring *r = NULL;
     assert_int_equal(atr_keyring_new(&r, &o, &tclock.base, NULL), ATR_OK);
     return r;
@@ -88,7 +88,7 @@ static void test_new_arguments(void **state)
 {
     (void)state;
     struct atr_keyring *r = NULL;
-    struct atr_keyring_opts o = {0, 1000};
+    struct atr_keyring_opts o = {0, 1000, 0};
     assert_int_equal(atr_keyring_new(&r, &o, &tclock.base, NULL), ATR_E_INVALID);
     o.max_entries = ATR_KEYRING_MAX_ENTRIES_HARD + 1;
     assert_int_equal(atr_keyring_new(&r, &o, &tclock.base, NULL), ATR_E_INVALID);
@@ -209,6 +209,34 @@ static void test_ttl_expiry(void **state)
     assert_false(hit(r, "b"));
     assert_int_equal(atr_keyring_count(r), 0);
     assert_int_equal(atr_secmem_used(), base);
+    atr_keyring_free(r);
+}
+
+/* deadline_only: a key with a deadline outlives the TTL (the BYOK grace), one without does not */
+static void test_deadline_only(void **state)
+{
+    (void)state;
+    struct atr_keyring *r = NULL;
+    struct atr_keyring_opts o = {8, 1000, 1};
+    assert_int_equal(atr_keyring_new(&r, &o, &tclock.base, NULL), ATR_OK);
+    int64_t t = mono();
+    put(r, "grace", 1, t + 5000);
+    put(r, "plain", 2, 0);
+    atr_test_clock_advance(&tclock, 1000);
+    assert_false(hit(r, "plain"));
+    assert_true(hit(r, "grace"));
+    /* a probe extends the grace; clearing the deadline brings the TTL back */
+    assert_int_equal(atr_keyring_set_deadline(r, "grace", mono() + 8000, NULL), ATR_OK);
+    atr_test_clock_advance(&tclock, 6000);
+    assert_true(hit(r, "grace"));
+    assert_int_equal(atr_keyring_set_deadline(r, "grace", 0, NULL), ATR_OK);
+    atr_test_clock_advance(&tclock, 999);
+    assert_true(hit(r, "grace"));
+    atr_test_clock_advance(&tclock, 1);
+    assert_false(hit(r, "grace"));
+    put(r, "late", 3, mono() + 3000);
+    atr_test_clock_advance(&tclock, 3000);
+    assert_false(hit(r, "late")); /* the deadline still ends it */
     atr_keyring_free(r);
 }
 
@@ -791,6 +819,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_put_get_use_counters, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ttl_expiry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hard_deadline, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deadline_only, setup, teardown),
         cmocka_unit_test_setup_teardown(test_evict_expired, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lru_eviction_wipes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_evict, setup, teardown),

@@ -613,7 +613,22 @@ static void atr_ct_block_rekey(void **state)
 
     struct atr_span dek2 = atr_span_str("tk-wrap(dek)");
     struct atr_span none = {NULL, 0};
+    /* the blocks still under a reference are found by it (folding after a lock) */
+    struct atr_store_block_meta *by = NULL;
+    size_t nby = 0;
+    CT_CALL(ATR_OK, atr_store_blocks_by_key_ref(&by, &nby, s, "acme", "reserve:7", 0, 10, CT_ERR));
+    assert_int_equal(nby, 1);
+    assert_int_equal(by[0].block_id, id);
+    atr_store_block_metas_free(by, nby);
+    CT_CALL(ATR_OK, atr_store_blocks_by_key_ref(&by, &nby, s, "acme", "reserve:7", id, 10, CT_ERR));
+    assert_int_equal(nby, 0);
+    CT_CALL(ATR_OK, atr_store_blocks_by_key_ref(&by, &nby, s, "other", "reserve:7", 0, 10, CT_ERR));
+    assert_int_equal(nby, 0);
+    CT_CALL(ATR_E_INVALID, atr_store_blocks_by_key_ref(&by, &nby, s, "acme", "", 0, 10, CT_ERR));
+    CT_CALL(ATR_E_INVALID, atr_store_blocks_by_key_ref(&by, &nby, s, "acme", "tk", -1, 10, CT_ERR));
     CT_CALL(ATR_OK, atr_store_block_rekey(s, "acme", id, "reserve:7", "tk", dek2, none, CT_ERR));
+    CT_CALL(ATR_OK, atr_store_blocks_by_key_ref(&by, &nby, s, "acme", "reserve:7", 0, 10, CT_ERR));
+    assert_int_equal(nby, 0);
     /* a second folder with the old reference loses */
     CT_CALL(ATR_E_CONFLICT,
             atr_store_block_rekey(s, "acme", id, "reserve:7", "tk", dek2, none, CT_ERR));
