@@ -12,9 +12,21 @@
  * purge protection holding an RSA key, the service's multi-tenant
  * application (its service principal in Contoso holds list, wrapKey and
  * unwrapKey on the vault), the tenant in the service with sample records,
- * and the customer key enabled for it. What it made is kept in
- * DIR/demo.json (0600) and reused on later starts. DIR/profile holds the
- * URLs and ids for the CLI and scripts.
+ * and the customer key enabled for it. Three more applications in Contoso
+ * serve scripts: one with Records.Write and Records.Read, one with
+ * DataEncryption.Admin, and a vault administrator holding every key
+ * permission on the vault (state folders from before them get them on their
+ * next start). What it made is kept in DIR/demo.json (0600) and reused on
+ * later starts. DIR/profile holds the URLs and ids for the CLI and scripts;
+ * DIR/dev.json (0600, rewritten on every start once everything answers,
+ * removed on a clean stop) adds the customer key URI, the vault
+ * administrator's credentials and two service tokens valid for hours.
+ *
+ * The long-lived tokens come from a second identity server object on the
+ * same store (same signing keys and issuer) that issues tokens only for the
+ * data service and listens only while dev.json is being made, so every
+ * other token, above all the vault tokens of the service's customer-key
+ * application, keeps the default lifetime.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -44,6 +56,10 @@
 #define DEV_DEFAULT_PORT 8443
 #define DEV_VAULT        "contoso"
 #define DEV_KEY          "tenant-key"
+#define DEV_SVC_SCOPE    "api://atrest/.default"
+#define DEV_VAULT_SCOPE  "https://vault.azure.net/.default"
+/* lifetime of the service tokens in dev.json */
+#define DEV_TOKEN_LIFETIME_S (8 * 3600)
 
 /* Everything `atrest dev` runs. */
 struct dev {
@@ -56,8 +72,11 @@ struct dev {
     char idp_url[128], vault_url[128], svc_url[128];
     char idp_secret[ATR_CLI_SECRET_MAX], vault_secret[ATR_CLI_SECRET_MAX],
         svc_secret[ATR_CLI_SECRET_MAX];
-    json_t *demo; /* tenant, appId, secret, spId */
+    json_t *demo; /* tenant, appId, secret, spId, ... */
     char token[ATR_JWT_MAX_LEN + 1];
+    char abs_dir[PATH_MAX];       /* DIR as an absolute path */
+    char dev_json[PATH_MAX + 16]; /* DIR/dev.json, absolute */
+    char key_uri[512];            /* the demo tenant's customer key */
 };
 
 static void dev_usage(FILE *out)
@@ -68,8 +87,10 @@ static void dev_usage(FILE *out)
             "Starts the local system with its state in DIR: the identity server, the key\n"
             "vault and the data service on 127.0.0.1 with TLS certificates from a local CA\n"
             "(DIR/tls), and on the first start provisions a demo tenant with sample records.\n"
-            "Prints the service URL first, then a token and example commands. Runs until\n"
-            "Ctrl-C (SIGINT) or SIGTERM.\n"
+            "Prints the service URL first, then a token and example commands, and writes\n"
+            "DIR/dev.json (0600) for scripts: URLs, the CA file, the tenant, the customer\n"
+            "key URI, service tokens valid for 8 hours and the vault administrator's\n"
+            "credentials. Runs until Ctrl-C (SIGINT) or SIGTERM.\n"
             "\n"
             "options:\n"
             "  --dir DIR   state folder (default .dev; created 0700)\n"
@@ -209,17 +230,25 @@ static json_t *rest(const char *url, const char *ca, const char *bearer, const c
     return out;
 }
 
-static int token_for(char *out, size_t cap, const struct dev *d, const char *scope)
+/*
+ * A client credentials token from the identity server at @p idp_url for the
+ * demo application whose id and secret are demo.json's @p app_key and
+ * @p secret_key.
+ */
+static int token_from(char *out, size_t cap, const struct dev *d, const char *idp_url,
+                      const char *app_key, const char *secret_key, const char *scope)
 {
     const char *tid = json_string_value(json_object_get(d->demo, "tenant"));
-    const char *app = json_string_value(json_object_get(d->demo, "appId"));
-    const char *sec = json_string_value(json_object_get(d->demo, "secret"));
+    const char *app = json_string_value(json_object_get(d->demo, app_key));
+    const char *sec = json_string_value(json_object_get(d->demo, secret_key));
+    if (tid == NULL || app == NULL || sec == NULL)
+        return 0;
     char form[1024], path[128];
     snprintf(form, sizeof(form),
              "grant_type=client_credentials&client_id=%s&client_secret=%s&scope=%s", app, sec,
              scope);
     snprintf(path, sizeof(path), "/%s/oauth2/v2.0/token", tid);
-    json_t *r = rest(d->idp_url, d->ca, NULL, NULL, NULL, "POST", path, NULL, form, 200);
+    json_t *r = rest(idp_url, d->ca, NULL, NULL, NULL, "POST", path, NULL, form, 200);
     OPENSSL_cleanse(form, sizeof(form));
     const char *tok = json_string_value(json_object_get(r, "access_token"));
     int ok = tok != NULL && strlen(tok) < cap;
@@ -227,6 +256,12 @@ static int token_for(char *out, size_t cap, const struct dev *d, const char *sco
         snprintf(out, cap, "%s", tok);
     json_decref(r);
     return ok;
+}
+
+/* A token for the demo client application (all three service roles). */
+static int token_for(char *out, size_t cap, const struct dev *d, const char *scope)
+{
+    return token_from(out, cap, d, d->idp_url, "appId", "secret", scope);
 }
 
 static int write_private(const char *path, const char *text)
@@ -334,7 +369,7 @@ static int provision_identity(struct dev *d)
         json_decref(v);
     }
     char vtok[ATR_JWT_MAX_LEN + 1];
-    if (ok && (ok = token_for(vtok, sizeof(vtok), d, "https://vault.azure.net/.default"))) {
+    if (ok && (ok = token_for(vtok, sizeof(vtok), d, DEV_VAULT_SCOPE))) {
         snprintf(path, sizeof(path), "/keys/%s/create?api-version=7.4", DEV_KEY);
         json_t *k = rest(d->vault_url, d->ca, vtok, NULL, NULL, "POST", path,
                          json_pack("{s:s,s:i}", "kty", "RSA", "key_size", 3072), NULL, 200);
@@ -354,13 +389,101 @@ static int provision_identity(struct dev *d)
     return ok;
 }
 
+/*
+ * One more client application in Contoso with its service principal, the
+ * service roles @p roles and, when @p vault_perm is set, that key
+ * permission on the vault; kept in demo.json as {prefix}AppId,
+ * {prefix}Secret and {prefix}SpId once every step succeeded.
+ */
+static int provision_client(struct dev *d, const char *prefix, const char *name,
+                            const char *const *roles, size_t nroles, const char *vault_perm)
+{
+    const char *ia = d->idp_secret;
+    const char *tid = json_string_value(json_object_get(d->demo, "tenant"));
+    if (tid == NULL)
+        return 0;
+    char path[512];
+    snprintf(path, sizeof(path), "/admin/directories/%s/applications", tid);
+    json_t *app = rest(d->idp_url, d->ca, ia, NULL, NULL, "POST", path,
+                       json_pack("{s:s,s:b}", "displayName", name, "multiTenant", 0), NULL, 201);
+    const char *app_id = json_string_value(json_object_get(app, "appId"));
+    const char *secret = json_string_value(json_object_get(app, "secret"));
+    json_t *sp = NULL;
+    if (app_id != NULL && secret != NULL)
+        sp = rest(d->idp_url, d->ca, ia, ATR_IDP_DIRECTORY_HEADER, tid, "POST",
+                  "/v1.0/servicePrincipals", json_pack("{s:s}", "appId", app_id), NULL, 201);
+    const char *spid = json_string_value(json_object_get(sp, "id"));
+    int ok = spid != NULL;
+    for (size_t i = 0; ok && i < nroles; i++) {
+        snprintf(path, sizeof(path), "/admin/directories/%s/servicePrincipals/%s/roles", tid, spid);
+        json_t *g = rest(d->idp_url, d->ca, ia, NULL, NULL, "POST", path,
+                         json_pack("{s:s}", "role", roles[i]), NULL, 200);
+        ok = g != NULL;
+        json_decref(g);
+    }
+    if (ok && vault_perm != NULL) {
+        snprintf(path, sizeof(path), "/admin/vaults/%s/accessPolicies/%s", DEV_VAULT, spid);
+        json_t *v =
+            rest(d->vault_url, d->ca, d->vault_secret, NULL, NULL, "PUT", path,
+                 json_pack("{s:s,s:{s:[s]}}", "tenantId", tid, "permissions", "keys", vault_perm),
+                 NULL, 200);
+        ok = v != NULL;
+        json_decref(v);
+    }
+    static const char *const suffix[] = {"AppId", "Secret", "SpId"};
+    const char *value[] = {app_id, secret, spid};
+    for (size_t i = 0; ok && i < ATR_ARRAY_LEN(suffix); i++) {
+        char key[64];
+        snprintf(key, sizeof(key), "%s%s", prefix, suffix[i]);
+        ok = json_object_set_new(d->demo, key, json_string(value[i])) == 0;
+    }
+    json_decref(app);
+    json_decref(sp);
+    return ok;
+}
+
+/*
+ * The applications for scripts (dev.json), each made once: a records client
+ * (Records.Write, Records.Read), an encryption admin (DataEncryption.Admin)
+ * and the vault administrator (every key permission on the vault). State
+ * folders from before them get them on their next start.
+ */
+static int provision_clients(struct dev *d, const char *demo_path)
+{
+    static const char *const rw[] = {ATR_ROLE_WRITE, ATR_ROLE_READ};
+    static const char *const adm[] = {ATR_ROLE_ADMIN};
+    static const struct {
+        const char *prefix, *name;
+        const char *const *roles;
+        size_t nroles;
+        const char *vault_perm;
+    } apps[] = {
+        {"records", "atrest demo records client", rw, ATR_ARRAY_LEN(rw), NULL},
+        {"admin", "atrest demo encryption admin", adm, ATR_ARRAY_LEN(adm), NULL},
+        {"vaultAdmin", "atrest demo vault administrator", NULL, 0, "all"},
+    };
+    for (size_t i = 0; i < ATR_ARRAY_LEN(apps); i++) {
+        char key[64];
+        snprintf(key, sizeof(key), "%sAppId", apps[i].prefix);
+        if (json_is_string(json_object_get(d->demo, key)))
+            continue;
+        if (!provision_client(d, apps[i].prefix, apps[i].name, apps[i].roles, apps[i].nroles,
+                              apps[i].vault_perm) ||
+            !save_demo(d, demo_path)) {
+            fprintf(stderr, "atrest dev: provisioning the %s failed (see above)\n", apps[i].name);
+            return 0;
+        }
+    }
+    return 1;
+}
+
 /* The service side: the tenant, sample records, and the customer key enabled. */
 static int provision_service(struct dev *d)
 {
     const char *tid = json_string_value(json_object_get(d->demo, "tenant"));
     char path[512];
     char stok[ATR_JWT_MAX_LEN + 1];
-    int ok = token_for(stok, sizeof(stok), d, "api://atrest/.default");
+    int ok = token_for(stok, sizeof(stok), d, DEV_SVC_SCOPE);
     if (ok) {
         snprintf(path, sizeof(path), "/v1/tenants/%s", tid);
         json_t *t = rest(d->svc_url, d->ca, stok, NULL, NULL, "PUT", path, NULL, NULL, 201);
@@ -483,6 +606,108 @@ static int start_service(struct dev *d, unsigned long port)
     return start_server(&d->svc_srv, d->svc_url, sizeof(d->svc_url), &so, routes, n, d->svc);
 }
 
+/*
+ * Service tokens valid for DEV_TOKEN_LIFETIME_S for the records client and
+ * the encryption admin. They come from a second identity server object on
+ * the same store with the running one's authority, so the same issuer and
+ * signing keys, that knows only the service as a resource and listens on a
+ * free loopback port only while these two tokens are issued: every other
+ * token keeps the default lifetime.
+ */
+static int long_tokens(const struct dev *d, char *records, char *admin, size_t cap)
+{
+    char db[PATH_MAX + 16];
+    if (snprintf(db, sizeof(db), "%s/idp/idp.db", d->dir) >= (int)sizeof(db))
+        return 0;
+    static const char *const resources[] = {"api://atrest"};
+    struct atr_idp_opts io;
+    memset(&io, 0, sizeof(io));
+    io.db_path = db;
+    io.authority = d->idp_url;
+    io.token_lifetime_s = DEV_TOKEN_LIFETIME_S;
+    io.resources = resources;
+    io.nresources = ATR_ARRAY_LEN(resources);
+    struct atr_err err;
+    atr_err_clear(&err);
+    struct atr_idp *idp = NULL;
+    if (atr_idp_new(&idp, &io, &err) != ATR_OK) {
+        fprintf(stderr, "atrest dev: identity server for dev.json: %s\n", atr_err_msg(&err));
+        return 0;
+    }
+    struct atr_http_server_opts so;
+    base_opts(&so, d, "idp-dev-tokens", 0);
+    so.auth = atr_idp_auth;
+    so.auth_ctx = idp;
+    size_t n;
+    const struct atr_route *routes = atr_idp_routes(&n);
+    struct atr_http_server *srv = NULL;
+    char url[128];
+    int ok = start_server(&srv, url, sizeof(url), &so, routes, n, idp) &&
+             token_from(records, cap, d, url, "recordsAppId", "recordsSecret", DEV_SVC_SCOPE) &&
+             token_from(admin, cap, d, url, "adminAppId", "adminSecret", DEV_SVC_SCOPE);
+    atr_http_server_free(srv);
+    atr_idp_free(idp);
+    return ok;
+}
+
+/*
+ * DIR/dev.json for scripts, once everything answers: the service (the
+ * tenant's encryption status, read with the admin token, names the customer
+ * key) and the vault (the demo key, read as the vault administrator).
+ */
+static int write_dev_json(struct dev *d)
+{
+    const char *tid = json_string_value(json_object_get(d->demo, "tenant"));
+    char records[ATR_JWT_MAX_LEN + 1], admin[ATR_JWT_MAX_LEN + 1], vtok[ATR_JWT_MAX_LEN + 1];
+    char path[512];
+    json_t *enc = NULL, *key = NULL, *doc = NULL;
+    int ok = tid != NULL && long_tokens(d, records, admin, sizeof(records));
+    if (ok) {
+        snprintf(path, sizeof(path), "/v1/tenants/%s/encryption", tid);
+        enc = rest(d->svc_url, d->ca, admin, NULL, NULL, "GET", path, NULL, NULL, 200);
+        ok = enc != NULL;
+    }
+    if (ok && (ok = token_from(vtok, sizeof(vtok), d, d->idp_url, "vaultAdminAppId",
+                               "vaultAdminSecret", DEV_VAULT_SCOPE))) {
+        snprintf(path, sizeof(path), "/keys/%s?api-version=7.4", DEV_KEY);
+        key = rest(d->vault_url, d->ca, vtok, NULL, NULL, "GET", path, NULL, NULL, 200);
+        ok = json_string_value(json_object_get(json_object_get(key, "key"), "kid")) != NULL;
+    }
+    if (ok) {
+        /* the URI the tenant uses; the demo key's when it has none (managed keys) */
+        const char *uri = json_string_value(json_object_get(enc, "keyUri"));
+        if (uri != NULL && uri[0] != '\0')
+            snprintf(d->key_uri, sizeof(d->key_uri), "%s", uri);
+        else
+            snprintf(d->key_uri, sizeof(d->key_uri), "%s/keys/%s", d->vault_url, DEV_KEY);
+        char ca[PATH_MAX + 16], profile[PATH_MAX + 16], console[160];
+        snprintf(ca, sizeof(ca), "%s/tls/ca.pem", d->abs_dir);
+        snprintf(profile, sizeof(profile), "%s/profile", d->abs_dir);
+        snprintf(console, sizeof(console), "%s/console/", d->svc_url);
+        doc = json_pack(
+            "{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:{s:s,s:s},s:{s:s,s:s,s:s}}", "service_url",
+            d->svc_url, "console_url", console, "vault_url", d->vault_url, "identity_url",
+            d->idp_url, "ca_file", ca, "profile", profile, "tenant_id", tid, "key_uri", d->key_uri,
+            "tokens", "records", records, "admin", admin, "vault_admin", "tenant_id", tid,
+            "client_id", json_string_value(json_object_get(d->demo, "vaultAdminAppId")),
+            "client_secret", json_string_value(json_object_get(d->demo, "vaultAdminSecret")));
+        char *text = doc != NULL ? json_dumps(doc, JSON_INDENT(2)) : NULL;
+        ok = text != NULL && write_private(d->dev_json, text);
+        if (text != NULL)
+            OPENSSL_cleanse(text, strlen(text));
+        free(text);
+        if (!ok)
+            fprintf(stderr, "atrest dev: cannot write %s\n", d->dev_json);
+    }
+    OPENSSL_cleanse(records, sizeof(records));
+    OPENSSL_cleanse(admin, sizeof(admin));
+    OPENSSL_cleanse(vtok, sizeof(vtok));
+    json_decref(enc);
+    json_decref(key);
+    json_decref(doc);
+    return ok;
+}
+
 /* The identity side (provisioned once), the service, then the service side (once). */
 static int demo_ready(struct dev *d, unsigned long port)
 {
@@ -494,14 +719,20 @@ static int demo_ready(struct dev *d, unsigned long port)
         fprintf(stderr, "atrest dev: provisioning the demo failed (see the messages above)\n");
         return 0;
     }
-    if (!start_service(d, port))
+    if (!provision_clients(d, demo_path) || !start_service(d, port))
         return 0;
     if (!json_is_true(json_object_get(d->demo, "serviceReady")) &&
         (!provision_service(d) || !save_demo(d, demo_path))) {
         fprintf(stderr, "atrest dev: provisioning the demo tenant failed (see above)\n");
         return 0;
     }
-    return write_profile(d) && token_for(d->token, sizeof(d->token), d, "api://atrest/.default");
+    if (!write_profile(d) || !token_for(d->token, sizeof(d->token), d, DEV_SVC_SCOPE))
+        return 0;
+    if (!write_dev_json(d)) {
+        fprintf(stderr, "atrest dev: writing %s failed (see above)\n", d->dev_json);
+        return 0;
+    }
+    return 1;
 }
 
 static void print_ready(const struct dev *d)
@@ -515,6 +746,8 @@ static void print_ready(const struct dev *d)
            "  identity server  %s\n"
            "  key vault        %s (vault \"%s\", key \"%s\")\n"
            "  demo tenant      %s (its data under the customer key in the vault)\n"
+           "  customer key     %s\n"
+           "  console          %s/console/\n"
            "\n"
            "A token for the demo tenant (1 hour; roles Records.Write, Records.Read,\n"
            "DataEncryption.Admin):\n"
@@ -530,10 +763,11 @@ static void print_ready(const struct dev *d)
            "'{\"time\":\"2026-01-01T00:00:00Z\",\"user\":\"u\",\"app\":\"a\","
            "\"action\":\"login\",\"ip\":\"192.0.2.1\"}' %s/v1/tenants/%s/records\n"
            "  curl --cacert %s %s/metrics\n"
+           "URLs, ids, tokens (8 hours) and the vault administrator for scripts: %s\n"
            "URLs and ids for scripts: %s/profile. Stop with Ctrl-C.\n",
            d->svc_url, d->dir, d->svc_url, d->idp_url, d->vault_url, DEV_VAULT, DEV_KEY, tid,
-           d->token, d->ca, d->svc_url, tid, d->ca, d->svc_url, tid, d->ca, d->svc_url, tid, d->ca,
-           d->svc_url, d->dir);
+           d->key_uri, d->svc_url, d->token, d->ca, d->svc_url, tid, d->ca, d->svc_url, tid, d->ca,
+           d->svc_url, tid, d->ca, d->svc_url, d->dev_json, d->dir);
     fflush(stdout);
 }
 
@@ -601,6 +835,20 @@ int atr_cmd_dev(int argc, char **argv)
         fprintf(stderr, "atrest dev: cannot create %s: %s\n", d.dir, strerror(errno));
         return ATR_EXIT_FAIL;
     }
+    /* dev.json describes a running system: the previous run's goes first */
+    if (realpath(d.dir, d.abs_dir) == NULL) {
+        fprintf(stderr, "atrest dev: cannot resolve %s: %s\n", d.dir, strerror(errno));
+        return ATR_EXIT_FAIL;
+    }
+    if (snprintf(d.dev_json, sizeof(d.dev_json), "%s/dev.json", d.abs_dir) >=
+        (int)sizeof(d.dev_json)) {
+        fprintf(stderr, "atrest dev: the folder path is too long\n");
+        return ATR_EXIT_FAIL;
+    }
+    if (unlink(d.dev_json) != 0 && errno != ENOENT) {
+        fprintf(stderr, "atrest dev: cannot remove %s: %s\n", d.dev_json, strerror(errno));
+        return ATR_EXIT_FAIL;
+    }
     static const char *const hosts[] = {"localhost", "127.0.0.1"};
     int rc = atr_cli_cert_make(tls, hosts, ATR_ARRAY_LEN(hosts), 0);
     if (rc != ATR_EXIT_OK)
@@ -625,6 +873,7 @@ int atr_cmd_dev(int argc, char **argv)
         atr_http_server_stop(d.svc_srv);
         atr_http_server_stop(d.vault_srv);
         atr_http_server_stop(d.idp_srv);
+        (void)unlink(d.dev_json);
     }
     dev_free(&d);
     return rc;

@@ -5,9 +5,14 @@
 #   and the service run with TLS trusted through the generated CA; the demo
 #   tenant exists with its sample records, encrypted under managed keys; the
 #   vault holds the demo key in a purge-protected vault; DIR/profile names
-#   everything. A second start reuses the CA and the demo (no second
-#   provisioning) and stops cleanly (exit 0) on SIGTERM. Every wait is
-#   bounded; the process is killed on any exit.
+#   everything. DIR/dev.json (0600) holds the URLs, the CA, the customer key
+#   URI, a records token and an encryption admin token (separate apps, valid
+#   for hours) and the vault administrator's credentials, which work against
+#   the vault; it is removed on a clean stop. A second start reuses the CA and
+#   the demo (no second provisioning), writes dev.json again with fresh
+#   tokens, and stops cleanly (exit 0) on SIGTERM. A state folder from before
+#   dev.json (demo.json without the script apps) gets them on its next start.
+#   Every wait is bounded; the process is killed on any exit.
 set -euo pipefail
 bin=${1:?usage: dev.sh path/to/atrest}
 . "$(dirname "$0")/lib.sh"
@@ -77,8 +82,99 @@ set +e
 rc=$?
 set -e
 [ "$rc" -eq 1 ] && grep -q limit "$t/err" || fail "limit 0: exit $rc, $(cat "$t/err")"
+
+echo "--- dev.json"
+dj="$state/dev.json"
+# claims TOKEN: the JWT's payload
+claims() {
+    cut -d. -f2 <<<"$1" | tr '_-' '/+' | awk '{ while (length($0) % 4) $0 = $0 "="; print }' |
+        base64 -d
+}
+# check_dev_json: dev.json is private, complete, and everything in it works
+check_dev_json() {
+    [ -f "$dj" ] || fail "no $dj"
+    [ "$(stat -c %a "$dj")" = 600 ] || fail "dev.json is not 0600"
+    local k
+    for k in service_url console_url vault_url identity_url ca_file profile tenant_id key_uri \
+        tokens.records tokens.admin vault_admin.tenant_id vault_admin.client_id \
+        vault_admin.client_secret; do
+        jq -e --arg k "$k" 'getpath($k | split(".")) | type == "string" and length > 0' \
+            "$dj" >/dev/null || fail "dev.json: $k missing or empty"
+    done
+    djca=$(jq -r .ca_file "$dj")
+    case $djca in /*) ;; *) fail "ca_file $djca is not absolute" ;; esac
+    [ -f "$djca" ] && cmp -s "$djca" "$ca" || fail "ca_file $djca is not the CA"
+    [ "$(jq -r .profile "$dj")" = "$(realpath "$state/profile")" ] || fail "dev.json profile"
+    [ "$(jq -r .service_url "$dj")" = "$url" ] || fail "dev.json service_url"
+    [ "$(jq -r .console_url "$dj")" = "$url/console/" ] || fail "dev.json console_url"
+    [ "$(jq -r .identity_url "$dj")" = "$ATREST_IDP_URL" ] || fail "dev.json identity_url"
+    [ "$(jq -r .vault_url "$dj")" = "$ATREST_VAULT_URL" ] || fail "dev.json vault_url"
+    [ "$(jq -r .tenant_id "$dj")" = "$tid" ] || fail "dev.json tenant_id"
+    [ "$(jq -r .vault_admin.tenant_id "$dj")" = "$tid" ] || fail "dev.json vault_admin.tenant_id"
+    grep -qF "$(realpath "$dj")" "$t/dev.out" || fail "the dev.json path is not printed"
+    grep -qF "$(jq -r .key_uri "$dj")" "$t/dev.out" || fail "the key URI is not printed"
+    grep -qF "$url/console/" "$t/dev.out" || fail "the console URL is not printed"
+    # no secret of dev.json is logged
+    for k in tokens.records tokens.admin vault_admin.client_secret; do
+        if grep -qF "$(jq -r --arg k "$k" 'getpath($k | split("."))' "$dj")" "$t/dev.out" \
+            "$t/dev.err"; then
+            fail "$k is in the log"
+        fi
+    done
+    rtok=$(jq -r .tokens.records "$dj")
+    atok=$(jq -r .tokens.admin "$dj")
+    # valid for hours, separate apps with their roles
+    claims "$rtok" | jq -e '.exp - .iat >= 4 * 3600 and (.roles | sort) == ["Records.Read","Records.Write"]' \
+        >/dev/null || fail "records token: $(claims "$rtok" | jq -c '{iat, exp, roles}')"
+    claims "$atok" | jq -e '.exp - .iat >= 4 * 3600 and .roles == ["DataEncryption.Admin"]' \
+        >/dev/null || fail "admin token: $(claims "$atok" | jq -c '{iat, exp, roles}')"
+    n=$(curl -sS --max-time 10 --cacert "$djca" -H "Authorization: Bearer $rtok" \
+        "$url/v1/tenants/$tid/records?limit=10000" | wc -l)
+    [ "$n" -ge 60 ] || fail "tokens.records found $n records"
+    curl -sS --max-time 5 --cacert "$djca" -H "Authorization: Bearer $atok" \
+        "$url/v1/tenants/$tid/encryption" >"$t/enc"
+    jq -e --arg k "$(jq -r .key_uri "$dj")" '.mode == "customer" and .keyUri == $k' "$t/enc" \
+        >/dev/null || fail "tokens.admin encryption status: $(cat "$t/enc")"
+    # the vault administrator: a token from the identity server, then the demo key
+    local cid csec code
+    cid=$(jq -r .vault_admin.client_id "$dj")
+    csec=$(jq -r .vault_admin.client_secret "$dj")
+    vatok=$(curl -sS --max-time 5 --cacert "$djca" --data-urlencode grant_type=client_credentials \
+        --data-urlencode "client_id=$cid" --data-urlencode "client_secret=$csec" \
+        --data-urlencode scope=https://vault.azure.net/.default \
+        "$(jq -r .identity_url "$dj")/$(jq -r .vault_admin.tenant_id "$dj")/oauth2/v2.0/token" |
+        jq -r .access_token)
+    [ -n "$vatok" ] && [ "$vatok" != null ] || fail "no vault token for vault_admin"
+    curl -sS --max-time 5 --cacert "$djca" -H "Authorization: Bearer $vatok" \
+        "$ATREST_VAULT_URL/keys/tenant-key/versions?api-version=7.4" |
+        jq -e '.value | length >= 1' >/dev/null || fail "vault_admin cannot list the key's versions"
+    curl -sS --max-time 5 --cacert "$djca" -H "Authorization: Bearer $vatok" \
+        "$ATREST_VAULT_URL/keys/tenant-key?api-version=7.4" |
+        jq -e '.key.kty == "RSA"' >/dev/null || fail "vault_admin cannot get the demo key"
+    # every key permission on the vault (as the demo client's "all")
+    "$bin" vault show contoso --url "$ATREST_VAULT_URL" --ca "$ca" \
+        --admin-secret-file "$state/vault/admin.secret" >"$t/vault.json"
+    jq -e --arg va "$(jq -r .vaultAdminSpId "$state/demo.json")" \
+        --arg demo "$(jq -r .spId "$state/demo.json")" \
+        '[.accessPolicies[] | select(.objectId == $va)][0].permissions.keys as $k |
+         $k == [.accessPolicies[] | select(.objectId == $demo)][0].permissions.keys and
+         ($k | index("purge")) != null and ($k | index("get")) != null' "$t/vault.json" \
+        >/dev/null || fail "the vault administrator's access policy"
+    # the tokens do not cross roles
+    code=$(curl -sS --max-time 5 -o /dev/null -w '%{http_code}' --cacert "$djca" \
+        -H "Authorization: Bearer $rtok" "$url/v1/tenants/$tid/encryption")
+    [ "$code" = 403 ] || fail "tokens.records read the encryption status ($code)"
+    code=$(curl -sS --max-time 5 -o /dev/null -w '%{http_code}' --cacert "$djca" \
+        -H "Authorization: Bearer $vatok" "$url/v1/tenants/$tid/records")
+    [ "$code" = 401 ] || [ "$code" = 403 ] || fail "the vault token read records ($code)"
+}
+check_dev_json
+rtok1=$rtok
+vadmin1=$(jq -r .vault_admin.client_id "$dj")
+
 # the sample records are not stored in clear
 atr_stop dev
+[ ! -e "$dj" ] || fail "dev.json is left after a clean stop"
 if grep -r -a -q 'contoso.example' "$state/service"; then fail "a record is stored in clear"; fi
 
 echo "--- second start reuses the CA and the demo"
@@ -92,6 +188,21 @@ TOKEN=$(sed -n 's/^  export TOKEN=//p' "$t/dev.out")
 n=$(curl -sS --max-time 10 --cacert "$ca" -H "Authorization: Bearer $TOKEN" \
     "$url/v1/tenants/$tid/records?limit=10000" | wc -l)
 [ "$n" -eq 61 ] || fail "after restart the demo tenant has $n records, want 61"
+check_dev_json
+[ "$rtok" != "$rtok1" ] || fail "dev.json has the previous start's token"
+[ "$(jq -r .vault_admin.client_id "$dj")" = "$vadmin1" ] ||
+    fail "the vault administrator was provisioned again"
+atr_stop dev
+
+echo "--- a state folder from before dev.json gets the script apps"
+jq 'del(.recordsAppId, .recordsSecret, .recordsSpId, .adminAppId, .adminSecret, .adminSpId,
+        .vaultAdminAppId, .vaultAdminSecret, .vaultAdminSpId)' "$state/demo.json" >"$t/old.json"
+cat "$t/old.json" >"$state/demo.json"
+start
+[ "$(jq -r .tenant "$state/demo.json")" = "$tenant_before" ] || fail "the demo was provisioned again"
+check_dev_json
+[ "$(jq -r .vault_admin.client_id "$dj")" != "$vadmin1" ] ||
+    fail "the vault administrator was not provisioned"
 atr_stop dev
 
 echo "--- bad arguments"
