@@ -49,7 +49,8 @@ static void serve_usage(FILE *out)
             "Key monitor: roll_interval (1m), probe_interval (5m), grace (1h),\n"
             "locked_probe (15s), locked_probe_max (5m), backoff_min (5s), backoff_max (5m),\n"
             "reserve_size (8 pre-wrapped data keys per tenant; 0 = none), test_clock\n"
-            "(true: POST /admin/clock moves the service's clock forward; tests only).\n"
+            "(true: POST /admin/clock moves the service's clock forward; tests only),\n"
+            "monitor_thread (false: passes run only on POST /admin/monitor/run; tests only).\n"
             "Customer keys: --byok-client-id APPID --byok-secret-file FILE (the service's\n"
             "multi-tenant application) and --byok-vault-host HOST (allowed vault hosts;\n"
             "default vault.azure.net).\n"
@@ -118,14 +119,16 @@ static int serve_settings(struct atr_service_opts *vo, struct atr_http_server_op
             return 0;
         }
     }
-    bool test_clock = false;
+    bool test_clock = false, thread = true;
     if (!cfg_size(&vo->reserve_size, cfg, "serve.reserve_size", ATR_RESERVE_SIZE_DEFAULT, 0,
                   ATR_RESERVE_SIZE_MAX, &err) ||
-        atr_config_get_bool(&test_clock, cfg, "serve.test_clock", false, &err) != ATR_OK) {
+        atr_config_get_bool(&test_clock, cfg, "serve.test_clock", false, &err) != ATR_OK ||
+        atr_config_get_bool(&thread, cfg, "serve.monitor_thread", true, &err) != ATR_OK) {
         fprintf(stderr, "atrest: config: %s\n", atr_err_msg(&err));
         return 0;
     }
     vo->no_reserve = vo->reserve_size == 0;
+    mo->no_thread = !thread;
     *want_test_clock = test_clock;
     vo->max_lines = (size_t)lines;
     vo->no_compress = !compress;

@@ -14,61 +14,9 @@ bin=${1:?usage: byok.sh path/to/atrest}
 . "$(dirname "$0")/lib.sh"
 t=$atr_tmp
 
-"$bin" cert --dir "$t/tls" --host 127.0.0.1 --host localhost >/dev/null
-ca="$t/tls/ca.pem"
-tls=(--cert "$t/tls/server.pem" --key "$t/tls/server.key")
-atr_start idp "$bin" idp serve --dir "$t/idp" "${tls[@]}" --port 0
-idp=$ATR_URL
-ia=(--url "$idp" --ca "$ca" --admin-secret-file "$t/idp/admin.secret")
-
-# the customer's directory (the tenant) with an admin client; the service
-# provider's directory with the service's multi-tenant application
-tid=$("$bin" idp directory create "${ia[@]}" --name Contoso | jq -r .id)
-home=$("$bin" idp directory create "${ia[@]}" --name atrest | jq -r .id)
-adm=$("$bin" idp app create "${ia[@]}" --tenant "$tid" --name admin)
-adm_id=$(jq -r .appId <<<"$adm")
-adm_secret=$(jq -r .secret <<<"$adm")
-adm_sp=$("$bin" idp sp create "${ia[@]}" --tenant "$tid" --app-id "$adm_id" | jq -r .id)
-for r in DataEncryption.Admin Records.Write Records.Read; do
-    "$bin" idp sp grant "${ia[@]}" --tenant "$tid" --id "$adm_sp" --role "$r" >/dev/null
-done
-svc=$("$bin" idp app create "${ia[@]}" --tenant "$home" --name atrest --multi-tenant)
-svc_id=$(jq -r .appId <<<"$svc")
-jq -r .secret <<<"$svc" >"$t/byok.secret"
-token() { # SCOPE
-    "$bin" idp token --url "$idp" --ca "$ca" --tenant "$tid" --client-id "$adm_id" \
-        --secret "$adm_secret" --scope "$1"
-}
-
-atr_start vault "$bin" vault serve --dir "$t/vault" "${tls[@]}" --port 0 --idp "$idp" \
-    --ca "$ca" --default-vault contoso --test-mode
-vurl=$ATR_URL
-va=(--url "$vurl" --ca "$ca" --admin-secret-file "$t/vault/admin.secret")
-"$bin" vault create contoso --directory "$tid" "${va[@]}" >/dev/null
-"$bin" vault policy set contoso --object-id "$adm_sp" --permissions all "${va[@]}" >/dev/null
-vtok=$(token https://vault.azure.net/.default)
-vcall() { # METHOD PATH [BODY]
-    curl -sS --max-time 10 --cacert "$ca" -X "$1" -H "Authorization: Bearer $vtok" \
-        -H 'Content-Type: application/json' ${3:+-d "$3"} "$vurl$2?api-version=7.4"
-}
-k1=$(vcall POST /keys/k1/create '{"kty":"RSA","key_size":2048}' | jq -r .key.kid)
-vcall POST /keys/ec1/create '{"kty":"EC","crv":"P-256"}' >/dev/null
-
-start_service() {
-    atr_start service "$bin" serve --dir "$t/svc" "${tls[@]}" --port "${1:-0}" --idp "$idp" \
-        --ca "$ca" --byok-client-id "$svc_id" --byok-secret-file "$t/byok.secret" \
-        --byok-vault-host "${vurl#https://}"
-    surl=$ATR_URL
-}
+. "$(dirname "$0")/byok_env.sh"
 start_service
 stok=$(token api://atrest/.default)
-scall() { # METHOD PATH [BODY] -> "STATUS BODY"
-    local code
-    code=$(curl -sS --max-time 30 -o "$t/body" -w '%{http_code}' --cacert "$ca" -X "$1" \
-        -H "Authorization: Bearer $stok" -H 'Content-Type: application/json' \
-        ${3:+-d "$3"} "$surl$2")
-    echo "$code $(cat "$t/body")"
-}
 enable() { scall PUT "/v1/tenants/$tid/encryption" "{\"keyUri\":\"$1\"}"; }
 expect_fail() { # URI CODE CHECK [PATTERN]
     echo "    expect $2 at $3"
