@@ -413,3 +413,9 @@ atr_status atr_byok_wrap_uri(struct atr_buf *out, char out_kid[ATR_AKV_KID_MAX],
     ATR_TRY(stored_uri(&key, tenant, key_uri, fail, err));
     return atr_byok_wrap(out, out_kid, b, &key, inner, fail, err);
 }
+
+atr_status atr_byok_refresh_token(struct atr_byok *b, const char *tenant,
+                                  struct atr_akv_error *fail, struct atr_err *err)
+{
+    return atr_akv_token_probe(b->akv, tenant, fail, err);
+}

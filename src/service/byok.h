@@ -139,6 +139,14 @@ ATR_MUST_CHECK atr_status atr_byok_wrap_uri(struct atr_buf *out, char out_kid[AT
                                             const char *key_uri, struct atr_span inner,
                                             struct atr_akv_error *fail, struct atr_err *err);
 
+/**
+ * Asks the authority for a fresh token for directory @p tenant (cached for
+ * the next vault calls): proves the service principal is still enabled
+ * there. Causes as atr_akv_token_probe().
+ */
+ATR_MUST_CHECK atr_status atr_byok_refresh_token(struct atr_byok *b, const char *tenant,
+                                                 struct atr_akv_error *fail, struct atr_err *err);
+
 /** The API code of a cause ("KeyDisabled", "PermissionMissing", ...). */
 const char *atr_byok_code(atr_akv_cause cause);
 

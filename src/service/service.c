@@ -1477,7 +1477,14 @@ static void mon_probe(struct atr_monitor_outcome *o, const char *tenant, void *c
         memset(&fail, 0, sizeof(fail));
         struct atr_err err;
         atr_err_clear(&err);
-        if (tk_unwrap_row(&tk, s, &t, &fail, &err) == ATR_OK) {
+        /*
+         * A fresh token first: a cached one would hide a service principal disabled or
+         * deleted in the customer's directory for up to its lifetime (about an hour).
+         */
+        atr_status rc = atr_byok_refresh_token(s->byok, tenant, &fail, &err);
+        if (rc == ATR_OK)
+            rc = tk_unwrap_row(&tk, s, &t, &fail, &err);
+        if (rc == ATR_OK) {
             o->ok = 1;
             snprintf(o->kid, sizeof(o->kid), "%s", t.customer_kid);
             /* a cached key lives on for another grace */

@@ -148,6 +148,9 @@ fault_cycle "key soft-deleted then recovered" KeyNotFound "" \
 fault_cycle "firewall denies the service" VaultFirewall "" \
     "\"\$bin\" vault firewall contoso --default-action Deny --ip-rule 10.0.0.0/8 \"\${va[@]}\" >/dev/null" \
     "\"\$bin\" vault firewall contoso --default-action Allow \"\${va[@]}\" >/dev/null"
+fault_cycle "service principal disabled" ServicePrincipalDisabled "" \
+    "\"\$bin\" idp sp disable \"\${ia[@]}\" --tenant \"\$tid\" --id \"\$svc_sp\" >/dev/null" \
+    "\"\$bin\" idp sp enable \"\${ia[@]}\" --tenant \"\$tid\" --id \"\$svc_sp\" >/dev/null"
 fault_cycle "vault answers 5xx" VaultError "" \
     "\"\$bin\" vault faults --error-rate 1 --error-status 503 \"\${va[@]}\" >/dev/null" \
     "\"\$bin\" vault faults --error-rate 0 \"\${va[@]}\" >/dev/null"
