@@ -13,6 +13,7 @@
 
 #include "base/alloc.h"
 #include "base/b64.h"
+#include "base/failpoint.h"
 #include "base/log.h"
 #include "base/secmem.h"
 #include "crypto/digest_check.h"
@@ -81,19 +82,26 @@ static atr_status fail_with(struct atr_http_req *req, atr_status rc, const struc
 
 /* ------------------------------------------------------------ audit */
 
+/* Fills @p ev (detail is consumed). */
+static void audit_event(struct atr_store_audit_event *ev, struct atr_service *s, const char *tenant,
+                        const char *actor, const char *action, json_t *detail)
+{
+    memset(ev, 0, sizeof(*ev));
+    snprintf(ev->tenant, sizeof(ev->tenant), "%s", tenant != NULL ? tenant : "");
+    snprintf(ev->actor, sizeof(ev->actor), "%s", actor != NULL ? actor : "service");
+    snprintf(ev->action, sizeof(ev->action), "%s", action);
+    char *d = detail != NULL ? json_dumps(detail, JSON_COMPACT) : NULL;
+    json_decref(detail);
+    snprintf(ev->detail_json, sizeof(ev->detail_json), "%s", d != NULL ? d : "{}");
+    free(d);
+    ev->time_ms = now_ms(s);
+}
+
 static void audit(struct atr_service *s, const char *tenant, const char *actor, const char *action,
                   json_t *detail)
 {
     struct atr_store_audit_event ev;
-    memset(&ev, 0, sizeof(ev));
-    snprintf(ev.tenant, sizeof(ev.tenant), "%s", tenant != NULL ? tenant : "");
-    snprintf(ev.actor, sizeof(ev.actor), "%s", actor != NULL ? actor : "service");
-    snprintf(ev.action, sizeof(ev.action), "%s", action);
-    char *d = detail != NULL ? json_dumps(detail, JSON_COMPACT) : NULL;
-    json_decref(detail);
-    snprintf(ev.detail_json, sizeof(ev.detail_json), "%s", d != NULL ? d : "{}");
-    free(d);
-    ev.time_ms = now_ms(s);
+    audit_event(&ev, s, tenant, actor, action, detail);
     struct atr_err err;
     atr_err_clear(&err);
     int64_t id = 0;
@@ -102,6 +110,19 @@ static void audit(struct atr_service *s, const char *tenant, const char *actor, 
                 atr_err_msg(&err));
     else
         atr_metrics_add(s->metrics, ATR_METRICS_AUDIT_EVENTS, 1);
+}
+
+/*
+ * Stores a tenant's new row together with the audit event of the change
+ * (one transaction: crash-safe, design section 3).
+ */
+static atr_status update_audited(struct atr_service *s, const struct atr_store_tenant *t,
+                                 const struct atr_store_audit_event *ev, struct atr_err *err)
+{
+    atr_status rc = atr_store_tenant_update_audited(NULL, s->store, t, ev, err);
+    if (rc == ATR_OK)
+        atr_metrics_add(s->metrics, ATR_METRICS_AUDIT_EVENTS, 1);
+    return rc;
 }
 
 /* ------------------------------------------------------------ tenant keys */
@@ -697,8 +718,16 @@ static atr_status h_encryption_put(struct atr_http_req *req, struct atr_http_res
     t.state = ATR_STORE_STATE_CUSTOMER;
     t.reason[0] = '\0';
     t.updated_ms = now_ms(s);
-    int64_t gen = 0;
-    rc = atr_store_tenant_update(&gen, s->store, &t, &err);
+    char actor[300];
+    actor_of(actor, sizeof(actor), who(req));
+    struct atr_store_audit_event ev;
+    audit_event(&ev, s, t.id, actor, "encryption.enable",
+                json_pack("{s:s,s:s,s:s?}", "keyUri", key_uri, "keyVersion", kid,
+                          "previousKeyVersion", old_kid[0] != '\0' ? old_kid : NULL));
+    atr_failpoint("enable.before_store");
+    rc = update_audited(s, &t, &ev, &err);
+    if (rc == ATR_OK)
+        atr_failpoint("enable.after_store");
     if (rc == ATR_E_CONFLICT) {
         rc = atr_err_set(rerr, ATR_E_CONFLICT,
                          "the tenant's encryption settings changed meanwhile; try again");
@@ -712,11 +741,6 @@ static atr_status h_encryption_put(struct atr_http_req *req, struct atr_http_res
     if (atr_monitor_track(s->monitor, t.id, ATR_MONITOR_HEALTHY, 1, &err) != ATR_OK)
         atr_log(ATR_LOG_ERROR, "service.monitor.track", atr_http_req_id(req),
                 "the monitor does not watch tenant %s: %s", t.id, atr_err_msg(&err));
-    char actor[300];
-    actor_of(actor, sizeof(actor), who(req));
-    audit(s, t.id, actor, "encryption.enable",
-          json_pack("{s:s,s:s,s:s?}", "keyUri", key_uri, "keyVersion", kid, "previousKeyVersion",
-                    old_kid[0] != '\0' ? old_kid : NULL));
     atr_log_fields(ATR_LOG_INFO, "service.encryption.enable", atr_http_req_id(req),
                    "customer key enabled", "tenant", "s", t.id, "kid", "s", kid, NULL);
     rc = atr_http_resp_json(resp, 200,
@@ -781,8 +805,15 @@ static atr_status h_encryption_delete(struct atr_http_req *req, struct atr_http_
     t.reason[0] = '\0';
     t.state = ATR_STORE_STATE_MANAGED;
     t.updated_ms = now_ms(s);
-    int64_t gen = 0;
-    rc = atr_store_tenant_update(&gen, s->store, &t, &err);
+    char actor[300];
+    actor_of(actor, sizeof(actor), who(req));
+    struct atr_store_audit_event ev;
+    audit_event(&ev, s, t.id, actor, "encryption.disable",
+                json_pack("{s:s}", "previousKeyVersion", old_kid));
+    atr_failpoint("disable.before_store");
+    rc = update_audited(s, &t, &ev, &err);
+    if (rc == ATR_OK)
+        atr_failpoint("disable.after_store");
     if (rc == ATR_E_CONFLICT) {
         rc = atr_err_set(rerr, ATR_E_CONFLICT,
                          "the tenant's encryption settings changed meanwhile; try again");
@@ -794,9 +825,6 @@ static atr_status h_encryption_delete(struct atr_http_req *req, struct atr_http_
     }
     atr_monitor_untrack(s->monitor, t.id);
     atr_reserve_drop(s->reserve, t.id);
-    char actor[300];
-    actor_of(actor, sizeof(actor), who(req));
-    audit(s, t.id, actor, "encryption.disable", json_pack("{s:s}", "previousKeyVersion", old_kid));
     atr_log_fields(ATR_LOG_INFO, "service.encryption.disable", atr_http_req_id(req),
                    "customer key removed", "tenant", "s", t.id, NULL);
     rc = atr_http_resp_json(resp, 200,
@@ -1564,7 +1592,14 @@ static void mon_roll(struct atr_monitor_outcome *o, const char *tenant, void *ct
         snprintf(t.customer_kid, sizeof(t.customer_kid), "%s", kid);
         t.srk_version = version;
         t.updated_ms = now_ms(s);
-        rc = atr_store_tenant_update(NULL, s->store, &t, &err);
+        struct atr_store_audit_event ev;
+        audit_event(&ev, s, tenant, MONITOR_ACTOR, "encryption.roll",
+                    json_pack("{s:s,s:s,s:s}", "keyUri", t.key_uri, "keyVersion", kid,
+                              "previousKeyVersion", old_kid));
+        atr_failpoint("roll.before_store");
+        rc = update_audited(s, &t, &ev, &err);
+        if (rc == ATR_OK)
+            atr_failpoint("roll.after_store");
     }
     if (rc != ATR_OK) {
         /* a concurrent change (disable, enable) wins; the next check looks again */
@@ -1579,9 +1614,6 @@ static void mon_roll(struct atr_monitor_outcome *o, const char *tenant, void *ct
     snprintf(o->kid, sizeof(o->kid), "%s", kid);
     /* reserve keys wrapped by the old version would need it later: make new ones */
     atr_reserve_drop(s->reserve, tenant);
-    audit(s, tenant, MONITOR_ACTOR, "encryption.roll",
-          json_pack("{s:s,s:s,s:s}", "keyUri", t.key_uri, "keyVersion", kid, "previousKeyVersion",
-                    old_kid));
     atr_log_fields(ATR_LOG_INFO, "service.encryption.roll", NULL,
                    "tenant key re-wrapped under a new customer key version", "tenant", "s", tenant,
                    "kid", "s", kid, NULL);
@@ -1621,7 +1653,12 @@ static atr_status mon_transition(const char *tenant, atr_monitor_health from, at
         memcpy(reason + nc + 2, why->reason, nr);
         reason[nc + 2 + nr] = '\0';
     }
-    char kid[ATR_STORE_URI_MAX + 1] = "";
+    const char *action = to == ATR_MONITOR_LOCKED     ? "encryption.lock"
+                         : from == ATR_MONITOR_LOCKED ? "encryption.restore"
+                         : to == ATR_MONITOR_DEGRADED ? "encryption.degrade"
+                                                      : "encryption.recover";
+    if (to == ATR_MONITOR_LOCKED)
+        atr_failpoint("lock.after_evict");
     atr_status rc = ATR_E_CONFLICT;
     for (int attempt = 0; attempt < 3 && rc == ATR_E_CONFLICT; attempt++) {
         struct atr_store_tenant t;
@@ -1634,27 +1671,27 @@ static atr_status mon_transition(const char *tenant, atr_monitor_health from, at
         if (rc == ATR_OK) {
             t.state = state_of(to);
             snprintf(t.reason, sizeof(t.reason), "%s", reason);
-            snprintf(kid, sizeof(kid), "%s", t.customer_kid);
             t.updated_ms = now_ms(s);
-            rc = atr_store_tenant_update(NULL, s->store, &t, &err);
+            struct atr_store_audit_event ev;
+            audit_event(&ev, s, tenant, MONITOR_ACTOR, action,
+                        json_pack("{s:s,s:s,s:s,s:s?,s:s?}", "from", atr_monitor_health_name(from),
+                                  "to", atr_monitor_health_name(to), "keyVersion", t.customer_kid,
+                                  "reason", to != ATR_MONITOR_HEALTHY ? why->code : NULL,
+                                  "reasonText", to != ATR_MONITOR_HEALTHY ? why->reason : NULL));
+            rc = update_audited(s, &t, &ev, &err);
         }
         atr_store_tenant_cleanup(&t);
     }
+    if (rc == ATR_OK && to == ATR_MONITOR_LOCKED)
+        atr_failpoint("lock.after_store");
+    if (rc == ATR_OK && from == ATR_MONITOR_LOCKED)
+        atr_failpoint("restore.after_store");
     if (rc != ATR_OK) {
         atr_log_fields(ATR_LOG_ERROR, "service.monitor.transition", NULL,
                        "cannot store the tenant's new state", "tenant", "s", tenant, "detail", "s",
                        atr_err_msg(&err), NULL);
         return rc;
     }
-    const char *action = to == ATR_MONITOR_LOCKED     ? "encryption.lock"
-                         : from == ATR_MONITOR_LOCKED ? "encryption.restore"
-                         : to == ATR_MONITOR_DEGRADED ? "encryption.degrade"
-                                                      : "encryption.recover";
-    audit(s, tenant, MONITOR_ACTOR, action,
-          json_pack("{s:s,s:s,s:s,s:s?,s:s?}", "from", atr_monitor_health_name(from), "to",
-                    atr_monitor_health_name(to), "keyVersion", kid, "reason",
-                    to != ATR_MONITOR_HEALTHY ? why->code : NULL, "reasonText",
-                    to != ATR_MONITOR_HEALTHY ? why->reason : NULL));
     atr_log_fields(to == ATR_MONITOR_HEALTHY ? ATR_LOG_INFO : ATR_LOG_WARN,
                    "service.encryption.state", NULL, action, "tenant", "s", tenant, "state", "s",
                    atr_store_state_name(state_of(to)), "reason", "s",
@@ -1803,6 +1840,8 @@ static atr_status fold_blocks(struct atr_service *s, const char *tenant, size_t 
     while (rc == ATR_OK && n > 0) {
         for (size_t i = 0; rc == ATR_OK && i < n; i++) {
             rc = fold_one(s, tenant, &rows[i], &tk, err);
+            if (rc == ATR_OK)
+                atr_failpoint("fold.after_block");
             if (rc == ATR_E_CONFLICT)
                 rc = ATR_OK; /* folded by someone else meanwhile */
             else if (rc == ATR_OK)

@@ -257,19 +257,43 @@ atr_status atr_store_tenant_get(struct atr_store_tenant *out, struct atr_store *
     return rc;
 }
 
-atr_status atr_store_tenant_update(int64_t *out_generation, struct atr_store *s,
-                                   const struct atr_store_tenant *t, struct atr_err *err)
+static atr_status check_event(const struct atr_store_audit_event *ev, struct atr_err *err)
+{
+    if (!terminated(ev->tenant, sizeof(ev->tenant)) ||
+        (ev->tenant[0] != '\0' && !atr_store_tenant_id_ok(ev->tenant)))
+        return bad(err, "tenant id");
+    if (!terminated(ev->actor, sizeof(ev->actor)) || ev->actor[0] == '\0')
+        return bad(err, "actor");
+    if (!terminated(ev->action, sizeof(ev->action)) || ev->action[0] == '\0')
+        return bad(err, "action");
+    if (!terminated(ev->detail_json, sizeof(ev->detail_json)))
+        return bad(err, "detail");
+    return ATR_OK;
+}
+
+atr_status atr_store_tenant_update_audited(int64_t *out_generation, struct atr_store *s,
+                                           const struct atr_store_tenant *t,
+                                           const struct atr_store_audit_event *ev,
+                                           struct atr_err *err)
 {
     if (s == NULL)
         return bad(err, "store");
     ATR_TRY(check_tenant_row(t, err));
     if (t->generation < ATR_STORE_GENERATION_FIRST || t->generation == INT64_MAX)
         return bad(err, "generation");
+    if (ev != NULL)
+        ATR_TRY(check_event(ev, err));
     int64_t gen = 0;
-    atr_status rc = s->vt->tenant_update(&gen, s->impl, t, err);
+    atr_status rc = s->vt->tenant_update(&gen, s->impl, t, ev, err);
     if (rc == ATR_OK && out_generation != NULL)
         *out_generation = gen;
     return rc;
+}
+
+atr_status atr_store_tenant_update(int64_t *out_generation, struct atr_store *s,
+                                   const struct atr_store_tenant *t, struct atr_err *err)
+{
+    return atr_store_tenant_update_audited(out_generation, s, t, NULL, err);
 }
 
 atr_status atr_store_tenant_list(struct atr_store_tenant **out, size_t *out_n, struct atr_store *s,
@@ -485,15 +509,7 @@ atr_status atr_store_audit_append(int64_t *out_id, struct atr_store *s,
         *out_id = 0;
     if (s == NULL || ev == NULL)
         return bad(err, "store or event");
-    if (!terminated(ev->tenant, sizeof(ev->tenant)) ||
-        (ev->tenant[0] != '\0' && !atr_store_tenant_id_ok(ev->tenant)))
-        return bad(err, "tenant id");
-    if (!terminated(ev->actor, sizeof(ev->actor)) || ev->actor[0] == '\0')
-        return bad(err, "actor");
-    if (!terminated(ev->action, sizeof(ev->action)) || ev->action[0] == '\0')
-        return bad(err, "action");
-    if (!terminated(ev->detail_json, sizeof(ev->detail_json)))
-        return bad(err, "detail");
+    ATR_TRY(check_event(ev, err));
     int64_t id = 0;
     atr_status rc = s->vt->audit_append(&id, s->impl, ev, err);
     if (rc == ATR_OK && out_id != NULL)

@@ -265,6 +265,19 @@ ATR_MUST_CHECK atr_status atr_store_tenant_update(int64_t *out_generation, struc
                                                   struct atr_err *err);
 
 /**
+ * As atr_store_tenant_update(), and appends the audit event @p ev (its id
+ * ignored; NULL = none) in the SAME transaction: a state change and the
+ * event that records it are stored together or not at all (crash safety).
+ * @return as atr_store_tenant_update(); ATR_E_INVALID also for a bad event
+ *         (as atr_store_audit_append()). On any error neither is stored.
+ */
+ATR_MUST_CHECK atr_status atr_store_tenant_update_audited(int64_t *out_generation,
+                                                          struct atr_store *s,
+                                                          const struct atr_store_tenant *t,
+                                                          const struct atr_store_audit_event *ev,
+                                                          struct atr_err *err);
+
+/**
  * Lists tenants in id order (bytewise), at most @p limit, starting after
  * @p after_id (NULL or "" = from the first).
  * @param[out] out    array owned by the caller (atr_store_tenants_free()),

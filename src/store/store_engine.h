@@ -33,8 +33,10 @@ struct atr_store_vt {
     atr_status (*tenant_create)(void *impl, const struct atr_store_tenant *t, struct atr_err *err);
     atr_status (*tenant_get)(struct atr_store_tenant *out, void *impl, const char *id,
                              struct atr_err *err);
+    /* @p ev (NULL = none) is appended in the same transaction as the update */
     atr_status (*tenant_update)(int64_t *out_generation, void *impl,
-                                const struct atr_store_tenant *t, struct atr_err *err);
+                                const struct atr_store_tenant *t,
+                                const struct atr_store_audit_event *ev, struct atr_err *err);
     atr_status (*tenant_list)(struct atr_store_tenant **out, size_t *out_n, void *impl,
                               const char *after_id, size_t limit, struct atr_err *err);
     atr_status (*tenant_counts)(struct atr_store_tenant_counts *out, void *impl,

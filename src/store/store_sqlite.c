@@ -611,13 +611,38 @@ static atr_status cas_miss(struct eng *e, const char *sql, const char *tenant, i
                   : atr_err_set(err, ATR_E_NOT_FOUND, "store: %s", missing_msg);
 }
 
+/* Inserts one audit event (engine lock held). */
+static atr_status audit_insert(int64_t *out_id, struct eng *e,
+                               const struct atr_store_audit_event *ev, struct atr_err *err)
+{
+    struct sq q;
+    sq_prep(&q, e, "INSERT INTO audit (tenant, time_ms, actor, action, detail) VALUES (?,?,?,?,?)",
+            err);
+    sq_text_or_null(&q, ev->tenant);
+    sq_i64(&q, ev->time_ms);
+    sq_text(&q, ev->actor);
+    sq_text(&q, ev->action);
+    sq_text(&q, extra_or_default(ev->detail_json));
+    sq_exec(&q, NULL);
+    atr_status rc = sq_end(&q);
+    if (rc == ATR_OK && out_id != NULL)
+        *out_id = sqlite3_last_insert_rowid(e->db);
+    return rc;
+}
+
 static atr_status eng_tenant_update(int64_t *out_generation, void *impl,
-                                    const struct atr_store_tenant *t, struct atr_err *err)
+                                    const struct atr_store_tenant *t,
+                                    const struct atr_store_audit_event *ev, struct atr_err *err)
 {
     struct eng *e = impl;
     struct sq q;
     int changes = 0;
     pthread_mutex_lock(&e->lock);
+    atr_status rc = ev != NULL ? tx_begin(e, err) : ATR_OK;
+    if (rc != ATR_OK) {
+        pthread_mutex_unlock(&e->lock);
+        return rc;
+    }
     sq_prep(&q, e,
             "UPDATE tenants SET state = ?, state_reason = ?, key_uri = ?, srk_blob = ?,"
             " srk_version = ?, customer_blob = ?, customer_kid = ?, extra = ?, updated_ms = ?,"
@@ -635,11 +660,19 @@ static atr_status eng_tenant_update(int64_t *out_generation, void *impl,
     sq_text(&q, t->id);
     sq_i64(&q, t->generation);
     sq_exec(&q, &changes);
-    atr_status rc = sq_end(&q);
+    rc = sq_end(&q);
     if (rc == ATR_OK && changes == 0)
         rc = cas_miss(e, "SELECT 1 FROM tenants WHERE id = ?", t->id, 0,
                       "the tenant changed since it was read (generation mismatch)",
                       "tenant not found", err);
+    if (rc == ATR_OK && ev != NULL)
+        rc = audit_insert(NULL, e, ev, err);
+    if (ev != NULL) {
+        if (rc == ATR_OK)
+            rc = tx_commit(e, err);
+        else
+            tx_rollback(e);
+    }
     pthread_mutex_unlock(&e->lock);
     if (rc == ATR_OK)
         *out_generation = t->generation + 1;
@@ -995,19 +1028,8 @@ static atr_status eng_audit_append(int64_t *out_id, void *impl,
                                    const struct atr_store_audit_event *ev, struct atr_err *err)
 {
     struct eng *e = impl;
-    struct sq q;
     pthread_mutex_lock(&e->lock);
-    sq_prep(&q, e, "INSERT INTO audit (tenant, time_ms, actor, action, detail) VALUES (?,?,?,?,?)",
-            err);
-    sq_text_or_null(&q, ev->tenant);
-    sq_i64(&q, ev->time_ms);
-    sq_text(&q, ev->actor);
-    sq_text(&q, ev->action);
-    sq_text(&q, extra_or_default(ev->detail_json));
-    sq_exec(&q, NULL);
-    atr_status rc = sq_end(&q);
-    if (rc == ATR_OK)
-        *out_id = sqlite3_last_insert_rowid(e->db);
+    atr_status rc = audit_insert(out_id, e, ev, err);
     pthread_mutex_unlock(&e->lock);
     return rc;
 }

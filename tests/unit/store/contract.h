@@ -679,6 +679,51 @@ static int64_t atr_ct_audit(struct atr_store *s, const char *tenant, int64_t tim
     return id;
 }
 
+/* A state change and its audit event are stored together or not at all. */
+static void atr_ct_update_audited(void **state)
+{
+    struct atr_ct_fixture *fx = *state;
+    struct atr_store *s = fx->s;
+    atr_ct_create(s, "acme", 1);
+    struct atr_store_tenant t;
+    CT_CALL(ATR_OK, atr_store_tenant_get(&t, s, "acme", CT_ERR));
+    struct atr_store_audit_event ev;
+    memset(&ev, 0, sizeof(ev));
+    snprintf(ev.tenant, sizeof(ev.tenant), "acme");
+    snprintf(ev.actor, sizeof(ev.actor), "monitor");
+    snprintf(ev.action, sizeof(ev.action), "encryption.lock");
+    snprintf(ev.detail_json, sizeof(ev.detail_json), "{\"reason\":\"KeyDisabled\"}");
+    t.state = ATR_STORE_STATE_LOCKED;
+    int64_t gen = 0;
+    CT_CALL(ATR_OK, atr_store_tenant_update_audited(&gen, s, &t, &ev, CT_ERR));
+    assert_int_equal(gen, t.generation + 1);
+    struct atr_store_audit_event *evs = NULL;
+    size_t n = 0;
+    CT_CALL(ATR_OK, atr_store_audit_list(&evs, &n, s, "acme", 0, 10, CT_ERR));
+    assert_int_equal(n, 1);
+    assert_string_equal(evs[0].action, "encryption.lock");
+    atr_free(evs);
+    /* a lost compare-and-set stores neither the row nor the event */
+    t.state = ATR_STORE_STATE_CUSTOMER;
+    snprintf(ev.action, sizeof(ev.action), "encryption.restore");
+    CT_CALL(ATR_E_CONFLICT, atr_store_tenant_update_audited(NULL, s, &t, &ev, CT_ERR));
+    /* a bad event stores neither */
+    t.generation = gen;
+    ev.actor[0] = '\0';
+    CT_CALL(ATR_E_INVALID, atr_store_tenant_update_audited(NULL, s, &t, &ev, CT_ERR));
+    CT_CALL(ATR_OK, atr_store_audit_list(&evs, &n, s, "acme", 0, 10, CT_ERR));
+    assert_int_equal(n, 1);
+    atr_free(evs);
+    struct atr_store_tenant back;
+    CT_CALL(ATR_OK, atr_store_tenant_get(&back, s, "acme", CT_ERR));
+    assert_int_equal(back.state, ATR_STORE_STATE_LOCKED);
+    assert_int_equal(back.generation, gen);
+    atr_store_tenant_cleanup(&back);
+    /* without an event it is a plain update */
+    CT_CALL(ATR_OK, atr_store_tenant_update_audited(NULL, s, &t, NULL, CT_ERR));
+    atr_store_tenant_cleanup(&t);
+}
+
 static void atr_ct_audit_order_and_cursor(void **state)
 {
     struct atr_ct_fixture *fx = *state;
@@ -1184,6 +1229,7 @@ static int atr_store_contract_run(const struct atr_store_contract_engine *engine
         ATR_CT_TEST(atr_ct_blocks_time_query),
         ATR_CT_TEST(atr_ct_block_rekey),
         ATR_CT_TEST(atr_ct_audit_order_and_cursor),
+        ATR_CT_TEST(atr_ct_update_audited),
         ATR_CT_TEST(atr_ct_reopen_persists),
         ATR_CT_TEST(atr_ct_concurrent),
         ATR_CT_TEST(atr_ct_bad_arguments),
