@@ -13,6 +13,9 @@ void atr_failpoint(const char *name)
     const char *list = getenv("ATREST_FAILPOINT");
     if (list == NULL || name == NULL || name[0] == '\0')
         return;
+    const char *arm = getenv("ATREST_FAILPOINT_ARM");
+    if (arm != NULL && access(arm, F_OK) != 0)
+        return;
     size_t n = strlen(name);
     for (const char *p = list; *p != '\0';) {
         size_t len = strcspn(p, ",");

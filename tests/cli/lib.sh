@@ -4,6 +4,8 @@
 #                            NAME.err), waits up to 10 s for the https:// URL it
 #                            prints, and sets ATR_URL and ATR_PID_<NAME>
 #   atr_stop NAME            SIGTERM, waits up to 10 s, fails unless it exits 0
+#   atr_reap NAME            waits up to 10 s for NAME to die by itself (a crash
+#                            test's kill -9), fails unless it was killed
 #   fail MSG                 prints MSG and the tail of every server log, exits 1
 # Every server started here is killed on any exit.
 set -euo pipefail
@@ -65,4 +67,18 @@ atr_stop() {
     wait "$pid" || rc=$?
     unset "atr_pids[$name]"
     [ "$rc" -eq 0 ] || fail "$name exited $rc after SIGTERM, want 0"
+}
+
+atr_reap() {
+    local name=$1
+    local pid=${atr_pids[$name]}
+    for _ in $(seq 1 100); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -0 "$pid" 2>/dev/null && fail "$name is still running, want it killed"
+    local rc=0
+    wait "$pid" 2>/dev/null || rc=$?
+    unset "atr_pids[$name]"
+    [ "$rc" -eq 137 ] || fail "$name exited $rc, want 137 (SIGKILL)"
 }
