@@ -5,23 +5,35 @@
 #include <ctype.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
+#include <curl/curl.h>
 #include <jansson.h>
 
 #include "base/alloc.h"
 #include "base/b64.h"
+#include "base/log.h"
 #include "http/client.h"
 
-#define TOKEN_MAX    16384
-#define MAX_TOKENS   64
-#define MAX_HOSTS    64
-#define FORM_MAX     4096
-#define CLIENTS_IDLE 8
+#define TOKEN_MAX        16384
+#define MAX_TOKENS       64
+#define MAX_HOSTS        64
+#define FORM_MAX         4096
+#define URL_MAX          2048 /* a request URL (a listing's nextLink included) */
+#define ENGINES_IDLE     8    /* multi handles (with their connections) kept between runs */
+#define EASY_IDLE        64   /* easy handles kept per multi handle */
+#define RUN_MAX_INFLIGHT 64   /* requests in flight in one run, all hosts together */
+#define HOST_CONNS_MAX   256  /* upper bound of opts.max_host_connections */
+#define HOST_CONNS_DEF   16
+#define FLIGHT_POLL_MS   5 /* how often a run looks at another run's token request */
+#define RUN_POLL_MAX_MS  250
+#define MSG_MAX          1400 /* a transport message: method, host, CA file path */
 
 /* A remembered challenge of one vault host. */
 struct chal_entry {
@@ -36,7 +48,29 @@ struct token_entry {
     char resource[ATR_AKV_URL_MAX];
     char *token; /* wiped when dropped */
     int64_t expires_s;
+    uint64_t serial; /* tells this token from a later one of the same directory */
 };
+
+/* A token request in progress or just finished (single flight, see token_acquire). */
+enum flight_state { FLIGHT_BUSY, FLIGHT_OK, FLIGHT_FAILED, FLIGHT_ABANDONED };
+
+struct token_flight {
+    struct token_flight *next; /* in the client's list while busy */
+    char authority[ATR_AKV_URL_MAX];
+    char tenant[ATR_AKV_TENANT_MAX + 1];
+    char resource[ATR_AKV_URL_MAX];
+    const void *owner; /* the run sending the request */
+    unsigned refs;     /* the owner and every waiting operation */
+    enum flight_state state;
+    int64_t started_s; /* the clock when the request was decided (token lifetime) */
+    char *token;       /* FLIGHT_OK: a copy for the waiters; wiped when freed */
+    uint64_t serial;
+    atr_status rc; /* FLIGHT_FAILED: the outcome every waiter gets */
+    struct atr_akv_error fail;
+    struct atr_err err;
+};
+
+struct engine;
 
 struct atr_akv_client {
     char client_id[128];
@@ -51,6 +85,7 @@ struct atr_akv_client {
     unsigned op_timeout_ms;
     unsigned page_size;
     unsigned max_pages;
+    unsigned max_host_conns;
     const struct atr_clock *clock;
 
     pthread_mutex_t lock; /* everything below */
@@ -58,11 +93,12 @@ struct atr_akv_client {
     size_t nchals;
     struct token_entry tokens[MAX_TOKENS];
     size_t ntokens;
-    struct atr_http_client *idle[CLIENTS_IDLE];
+    uint64_t next_serial;
+    struct token_flight *flights; /* busy token requests */
+    struct engine *idle[ENGINES_IDLE];
     size_t nidle;
     struct atr_akv_stats stats;
 };
-
 /* ------------------------------------------------------------ names */
 
 static const char *const cause_names[] = {
@@ -286,6 +322,18 @@ int atr_akv_host_allowed(const struct atr_akv_client *c, const char *host)
     return 0;
 }
 
+static void engine_free(struct engine *e);
+
+/* libcurl's process-wide initialisation (reference-counted by libcurl, so the HTTP client's
+ * own initialisation does not conflict). */
+static pthread_once_t akv_curl_once = PTHREAD_ONCE_INIT;
+static CURLcode akv_curl_rc = CURLE_FAILED_INIT;
+
+static void akv_curl_init(void)
+{
+    akv_curl_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
 atr_status atr_akv_client_new(struct atr_akv_client **out, const struct atr_akv_client_opts *opts,
                               struct atr_err *err)
 {
@@ -307,6 +355,9 @@ atr_status atr_akv_client_new(struct atr_akv_client **out, const struct atr_akv_
     if (opts->nresources > ATR_AKV_MAX_LIST || opts->nvault_hosts > ATR_AKV_MAX_LIST)
         return atr_err_set(err, ATR_E_CONFIG, "akv: at most %d resources and vault hosts",
                            ATR_AKV_MAX_LIST);
+    pthread_once(&akv_curl_once, akv_curl_init);
+    if (akv_curl_rc != CURLE_OK)
+        return atr_err_set(err, ATR_E_INTERNAL, "akv: libcurl could not initialise");
     struct atr_akv_client *c = atr_calloc(1, sizeof(*c));
     if (c == NULL)
         return ATR_E_NOMEM;
@@ -335,6 +386,9 @@ atr_status atr_akv_client_new(struct atr_akv_client **out, const struct atr_akv_
     c->op_timeout_ms = opts->op_timeout_ms != 0 ? opts->op_timeout_ms : 30000;
     c->page_size = opts->page_size >= 1 && opts->page_size <= 25 ? opts->page_size : 25;
     c->max_pages = opts->max_pages != 0 ? opts->max_pages : ATR_AKV_MAX_PAGES;
+    c->max_host_conns = opts->max_host_connections == 0               ? HOST_CONNS_DEF
+                        : opts->max_host_connections > HOST_CONNS_MAX ? HOST_CONNS_MAX
+                                                                      : opts->max_host_connections;
     c->clock = opts->clock != NULL ? opts->clock : atr_clock_real();
     pthread_mutex_init(&c->lock, NULL);
     if (c->secret == NULL) {
@@ -370,7 +424,7 @@ void atr_akv_client_free(struct atr_akv_client *c)
         return;
     atr_akv_client_forget(c);
     for (size_t i = 0; i < c->nidle; i++)
-        atr_http_client_free(c->idle[i]);
+        engine_free(c->idle[i]);
     if (c->secret != NULL) {
         atr_wipe(c->secret, strlen(c->secret));
         atr_free(c->secret);
@@ -386,72 +440,485 @@ void atr_akv_client_stats(struct atr_akv_stats *out, struct atr_akv_client *c)
     pthread_mutex_unlock(&c->lock);
 }
 
-/* An HTTP client from the pool (connections are reused between operations). */
-static atr_status http_take(struct atr_http_client **out, struct atr_akv_client *c,
-                            struct atr_err *err)
+/* ------------------------------------------------------------ transport (libcurl multi) */
+
+/*
+ * An engine is a libcurl multi handle with its connection cache (and DNS
+ * cache), a share of TLS sessions and a few idle easy handles. One run
+ * (a batch, or a blocking call: a batch of one) uses one engine at a time;
+ * between runs the client keeps it, so connections are reused.
+ */
+struct engine {
+    CURLM *multi;
+    CURLSH *share;
+    CURL *idle[EASY_IDLE];
+    size_t nidle;
+};
+
+static void engine_free(struct engine *e)
+{
+    if (e == NULL)
+        return;
+    for (size_t i = 0; i < e->nidle; i++)
+        curl_easy_cleanup(e->idle[i]);
+    if (e->multi != NULL)
+        curl_multi_cleanup(e->multi); /* closes the cached connections */
+    if (e->share != NULL)
+        curl_share_cleanup(e->share);
+    atr_free(e);
+}
+
+static atr_status engine_take(struct engine **out, struct atr_akv_client *c, struct atr_err *err)
 {
     pthread_mutex_lock(&c->lock);
     *out = c->nidle > 0 ? c->idle[--c->nidle] : NULL;
     pthread_mutex_unlock(&c->lock);
     if (*out != NULL)
         return ATR_OK;
-    return atr_http_client_new(out, &c->http, err);
+    struct engine *e = atr_calloc(1, sizeof(*e));
+    if (e == NULL)
+        return atr_err_set(err, ATR_E_NOMEM, "akv: out of memory");
+    e->multi = curl_multi_init();
+    e->share = curl_share_init();
+    if (e->multi == NULL || e->share == NULL ||
+        curl_multi_setopt(e->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)c->max_host_conns) !=
+            CURLM_OK ||
+        curl_multi_setopt(
+            e->multi, CURLMOPT_MAXCONNECTS,
+            (long)(RUN_MAX_INFLIGHT > c->max_host_conns ? RUN_MAX_INFLIGHT : c->max_host_conns)) !=
+            CURLM_OK ||
+        curl_share_setopt(e->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION) != CURLSHE_OK) {
+        engine_free(e);
+        return atr_err_set(err, ATR_E_INTERNAL, "akv: libcurl could not create a multi handle");
+    }
+    *out = e;
+    return ATR_OK;
 }
 
-static void http_give(struct atr_akv_client *c, struct atr_http_client *h)
+static void engine_give(struct atr_akv_client *c, struct engine *e)
 {
     pthread_mutex_lock(&c->lock);
-    if (c->nidle < CLIENTS_IDLE) {
-        c->idle[c->nidle++] = h;
-        h = NULL;
+    if (c->nidle < ENGINES_IDLE) {
+        c->idle[c->nidle++] = e;
+        e = NULL;
     }
     pthread_mutex_unlock(&c->lock);
-    atr_http_client_free(h);
+    engine_free(e);
 }
 
-/* One request; transport failures become causes against @p who. */
-static atr_status send_one(struct atr_http_client_resp *resp, struct atr_akv_client *c,
-                           const char *method, const char *url, const struct atr_http_header *hdrs,
-                           size_t nhdrs, struct atr_span body, int to_authority, const char *host,
-                           struct atr_akv_error *fail, struct atr_err *err)
+/* One HTTP request of a run. */
+struct xfer {
+    CURL *easy;
+    int added;   /* in the multi handle */
+    int in_slot; /* counted in the run's connection limits */
+    size_t hidx; /* the run's host entry */
+    struct curl_slist *headers;
+    char *owned_post; /* a body the transfer owns (token forms); wiped */
+    size_t owned_len;
+    struct atr_http_client_resp resp;
+    char errbuf[CURL_ERROR_SIZE];
+    const char *method;
+    char host[ATR_AKV_HOST_MAX]; /* for messages */
+    int clamped;                 /* the timeout was cut to the run's deadline */
+    int too_large;
+    int nomem;
+    int done;
+    CURLcode cc;
+};
+
+/* A host's share of a run: requests in flight and the challenge discovery. */
+struct run_host {
+    char host[ATR_AKV_HOST_MAX];
+    unsigned active;
+    int discovering; /* an operation is asking the vault for its challenge */
+    int discovered;  /* that request is over (whatever it gave) */
+};
+
+struct batch_op;
+
+struct run {
+    struct atr_akv_client *c;
+    struct engine *eng;
+    struct batch_op *ops;
+    size_t n;
+    int64_t deadline; /* monotonic ms */
+    struct run_host *hosts;
+    size_t nhosts, caphosts;
+    unsigned active; /* requests in flight */
+    unsigned max_host;
+    unsigned max_total;
+    int foreign_wait; /* an operation waits for another run's token request */
+    int expired;      /* the deadline passed: nothing new starts */
+};
+
+static int64_t mono_ms(void)
 {
-    struct atr_http_client *h = NULL;
-    struct atr_err terr;
-    atr_err_clear(&terr);
-    atr_status rc = http_take(&h, c, &terr);
-    if (rc != ATR_OK)
-        return failed(fail, err, ATR_AKV_LOCAL, "akv: %s", atr_err_msg(&terr));
-    struct atr_http_client_req rq;
-    memset(&rq, 0, sizeof(rq));
-    rq.method = method;
-    rq.url = url;
-    rq.headers = hdrs;
-    rq.nheaders = nhdrs;
-    rq.body = body;
-    rc = atr_http_client_send(resp, h, &rq, &terr);
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The run's entry of @p host (case-insensitive), made when new; SIZE_MAX out of memory. */
+static size_t host_index(struct run *r, const char *host)
+{
+    for (size_t i = 0; i < r->nhosts; i++) {
+        if (strcasecmp(r->hosts[i].host, host) == 0)
+            return i;
+    }
+    if (r->nhosts == r->caphosts) {
+        size_t ncap = r->caphosts == 0 ? 4 : r->caphosts * 2;
+        struct run_host *n = atr_realloc(r->hosts, ncap * sizeof(*n));
+        if (n == NULL)
+            return SIZE_MAX;
+        r->hosts = n;
+        r->caphosts = ncap;
+    }
+    struct run_host *h = &r->hosts[r->nhosts];
+    memset(h, 0, sizeof(*h));
+    snprintf(h->host, sizeof(h->host), "%s", host);
+    return r->nhosts++;
+}
+
+static int slot_free(const struct run *r, size_t hidx)
+{
+    return r->active < r->max_total && r->hosts[hidx].active < r->max_host;
+}
+
+static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+    struct xfer *x = userdata;
+    size_t n = size * nmemb;
+    atr_status rc = atr_buf_append(&x->resp.body, ptr, n);
+    if (rc == ATR_E_TOO_LARGE) {
+        x->too_large = 1;
+        return 0; /* aborts the transfer: CURLE_WRITE_ERROR */
+    }
+    if (rc != ATR_OK) {
+        x->nomem = 1;
+        return 0;
+    }
+    return n;
+}
+
+/* Keeps the response headers as http/client.c does (the last response's, bounded). */
+static size_t on_header(char *ptr, size_t size, size_t nitems, void *userdata)
+{
+    struct xfer *x = userdata;
+    struct atr_http_client_resp *r = &x->resp;
+    size_t n = size * nitems;
+    if (n >= 5 && memcmp(ptr, "HTTP/", 5) == 0) {
+        for (size_t i = 0; i < r->nheaders; i++) {
+            atr_free(r->headers[i].name);
+            atr_free(r->headers[i].value);
+            r->headers[i].name = NULL;
+            r->headers[i].value = NULL;
+        }
+        r->nheaders = 0;
+        r->header_bytes = 0;
+        return n;
+    }
+    size_t len = n;
+    while (len > 0 && (ptr[len - 1] == '\r' || ptr[len - 1] == '\n'))
+        len--;
+    const char *colon = memchr(ptr, ':', len);
+    if (colon == NULL || colon == ptr)
+        return n;
+    if (r->nheaders == ATR_HTTP_CLIENT_MAX_HEADERS ||
+        ATR_HTTP_CLIENT_MAX_HEADER_BYTES - r->header_bytes < len)
+        return n;
+    size_t name_len = (size_t)(colon - ptr);
+    const char *v = colon + 1;
+    size_t vlen = len - name_len - 1;
+    while (vlen > 0 && (*v == ' ' || *v == '\t')) {
+        v++;
+        vlen--;
+    }
+    while (vlen > 0 && (v[vlen - 1] == ' ' || v[vlen - 1] == '\t'))
+        vlen--;
+    char *name = atr_strndup(ptr, name_len);
+    char *value = atr_strndup(v, vlen);
+    if (name == NULL || value == NULL) {
+        atr_free(name);
+        atr_free(value);
+        x->nomem = 1;
+        return 0;
+    }
+    r->headers[r->nheaders].name = name;
+    r->headers[r->nheaders].value = value;
+    r->nheaders++;
+    r->header_bytes += len;
+    return n;
+}
+
+/* Frees the header list after wiping it (it may hold a bearer token). */
+static void headers_wipe_free(struct curl_slist *list)
+{
+    for (struct curl_slist *s = list; s != NULL; s = s->next)
+        atr_wipe(s->data, strlen(s->data));
+    curl_slist_free_all(list);
+}
+
+/* Takes the transfer out of the run's limits. */
+static void xfer_unslot(struct run *r, struct xfer *x)
+{
+    if (x->in_slot) {
+        r->active--;
+        r->hosts[x->hidx].active--;
+        x->in_slot = 0;
+    }
+}
+
+/* Ends a transfer (finished or not) and frees it; the easy handle goes back to the engine. */
+static void xfer_free(struct run *r, struct xfer *x)
+{
+    if (x == NULL)
+        return;
+    xfer_unslot(r, x);
+    if (x->easy != NULL) {
+        if (x->added)
+            curl_multi_remove_handle(r->eng->multi, x->easy);
+        curl_easy_reset(x->easy); /* drops every pointer into this transfer */
+        if (r->eng->nidle < EASY_IDLE)
+            r->eng->idle[r->eng->nidle++] = x->easy;
+        else
+            curl_easy_cleanup(x->easy);
+    }
+    headers_wipe_free(x->headers);
+    if (x->owned_post != NULL) {
+        atr_wipe(x->owned_post, x->owned_len);
+        atr_free(x->owned_post);
+    }
+    atr_wipe(x->resp.body.ptr, x->resp.body.len);
+    atr_http_client_resp_cleanup(&x->resp);
+    atr_free(x);
+}
+
+#define XSETOPT(opt, val)                                                                          \
+    do {                                                                                           \
+        if (curl_easy_setopt(e, opt, val) != CURLE_OK) {                                           \
+            what = #opt;                                                                           \
+            goto fail;                                                                             \
+        }                                                                                          \
+    } while (0)
+
+/*
+ * Starts a request: https only, peer and host verified, no redirects,
+ * TLS 1.2 or later, the client's connect timeout, and a total timeout of
+ * the client's request timeout cut to the run's deadline. @p lines are
+ * complete header lines ("Name: value"); @p post (borrowed, or @p owned_post,
+ * which the transfer takes in every case) is the body of a POST.
+ * @return ATR_OK, or ATR_E_NOMEM / ATR_E_INTERNAL / ATR_E_CONFIG with @p msg.
+ */
+static atr_status xfer_start(struct xfer **out, struct run *r, const char *method, const char *url,
+                             const char *const *lines, size_t nlines, struct atr_span post,
+                             char *owned_post, const char *host, size_t hidx, char *msg,
+                             size_t msg_cap)
+{
+    struct atr_akv_client *c = r->c;
+    const char *what = NULL;
+    *out = NULL;
+    struct xfer *x = atr_calloc(1, sizeof(*x));
+    if (x == NULL) {
+        if (owned_post != NULL) {
+            atr_wipe(owned_post, post.len);
+            atr_free(owned_post);
+        }
+        snprintf(msg, msg_cap, "out of memory");
+        return ATR_E_NOMEM;
+    }
+    x->owned_post = owned_post;
+    x->owned_len = owned_post != NULL ? post.len : 0;
+    x->method = method;
+    x->hidx = hidx;
+    snprintf(x->host, sizeof(x->host), "%s", host);
+    atr_http_client_resp_init(&x->resp);
+    atr_buf_init(&x->resp.body, c->http.max_response);
+    if (c->http.ca_file != NULL && access(c->http.ca_file, R_OK) != 0) {
+        snprintf(msg, msg_cap, "cannot read the CA file %s", c->http.ca_file);
+        xfer_free(r, x);
+        return ATR_E_CONFIG;
+    }
+    for (size_t i = 0; i < nlines; i++) {
+        if (strpbrk(lines[i], "\r\n") != NULL) {
+            snprintf(msg, msg_cap, "request header %zu is malformed", i + 1);
+            xfer_free(r, x);
+            return ATR_E_INVALID;
+        }
+        struct curl_slist *next = curl_slist_append(x->headers, lines[i]);
+        if (next == NULL) {
+            snprintf(msg, msg_cap, "out of memory");
+            xfer_free(r, x);
+            return ATR_E_NOMEM;
+        }
+        x->headers = next;
+    }
+    x->easy = r->eng->nidle > 0 ? r->eng->idle[--r->eng->nidle] : curl_easy_init();
+    if (x->easy == NULL) {
+        snprintf(msg, msg_cap, "libcurl could not create a handle");
+        xfer_free(r, x);
+        return ATR_E_NOMEM;
+    }
+    unsigned timeout_ms = c->http.timeout_ms;
+    int64_t left = r->deadline - mono_ms();
+    if (left < (int64_t)timeout_ms) {
+        timeout_ms = left < 1 ? 1 : (unsigned)left;
+        x->clamped = 1;
+    }
+    CURL *e = x->easy;
+    XSETOPT(CURLOPT_URL, url);
+    XSETOPT(CURLOPT_PROTOCOLS_STR, "https");
+    XSETOPT(CURLOPT_FOLLOWLOCATION, 0L);
+    XSETOPT(CURLOPT_NOSIGNAL, 1L);
+    XSETOPT(CURLOPT_SSL_VERIFYPEER, 1L);
+    XSETOPT(CURLOPT_SSL_VERIFYHOST, 2L);
+    XSETOPT(CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
+    if (c->http.ca_file != NULL)
+        XSETOPT(CURLOPT_CAINFO, c->http.ca_file);
+    XSETOPT(CURLOPT_CONNECTTIMEOUT_MS, (long)c->http.connect_timeout_ms);
+    XSETOPT(CURLOPT_TIMEOUT_MS, (long)timeout_ms);
+    XSETOPT(CURLOPT_TCP_KEEPALIVE, 1L);
+    XSETOPT(CURLOPT_USERAGENT, "atrest/" ATR_VERSION);
+    XSETOPT(CURLOPT_ERRORBUFFER, x->errbuf);
+    XSETOPT(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)c->http.max_response);
+    XSETOPT(CURLOPT_WRITEFUNCTION, on_body);
+    XSETOPT(CURLOPT_WRITEDATA, x);
+    XSETOPT(CURLOPT_HEADERFUNCTION, on_header);
+    XSETOPT(CURLOPT_HEADERDATA, x);
+    XSETOPT(CURLOPT_PRIVATE, (void *)x);
+    XSETOPT(CURLOPT_SHARE, r->eng->share);
+    if (x->headers != NULL)
+        XSETOPT(CURLOPT_HTTPHEADER, x->headers);
+    if (strcmp(method, "POST") == 0) {
+        XSETOPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)post.len);
+        XSETOPT(CURLOPT_POSTFIELDS, post.ptr != NULL ? (const char *)post.ptr : "");
+    } else {
+        XSETOPT(CURLOPT_HTTPGET, 1L);
+    }
+    if (curl_multi_add_handle(r->eng->multi, e) != CURLM_OK) {
+        what = "add_handle";
+        goto fail;
+    }
+    x->added = 1;
+    x->in_slot = 1;
+    r->active++;
+    r->hosts[hidx].active++;
+    *out = x;
+    return ATR_OK;
+fail:
+    snprintf(msg, msg_cap, "libcurl refused %s", what);
+    xfer_free(r, x);
+    return ATR_E_INTERNAL;
+}
+
+/* Collects the finished transfers of the run's multi handle; returns how many. */
+static size_t run_collect(struct run *r)
+{
+    size_t n = 0;
+    CURLMsg *m;
+    int left = 0;
+    while ((m = curl_multi_info_read(r->eng->multi, &left)) != NULL) {
+        if (m->msg != CURLMSG_DONE)
+            continue;
+        CURL *e = m->easy_handle;
+        CURLcode cc = m->data.result; /* read before the message goes away */
+        char *priv = NULL;
+        curl_easy_getinfo(e, CURLINFO_PRIVATE, &priv);
+        struct xfer *x = (struct xfer *)(void *)priv;
+        curl_multi_remove_handle(r->eng->multi, e);
+        if (x == NULL)
+            continue;
+        x->added = 0;
+        x->done = 1;
+        x->cc = cc;
+        long status = 0, connects = 0;
+        if (cc == CURLE_OK && curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status) == CURLE_OK)
+            x->resp.status = (unsigned)status;
+        if (curl_easy_getinfo(e, CURLINFO_NUM_CONNECTS, &connects) == CURLE_OK)
+            x->resp.new_connections = connects;
+        if (cc != CURLE_OK && x->errbuf[0] != '\0' && atr_log_enabled(ATR_LOG_DEBUG))
+            atr_log(ATR_LOG_DEBUG, "akv.http", NULL, "%s to %s: %s", x->method, x->host, x->errbuf);
+        xfer_unslot(r, x);
+        n++;
+    }
+    return n;
+}
+
+/* The transport outcome of a finished transfer, as http/client.c maps it. */
+static atr_status xfer_status(const struct xfer *x, char *msg, size_t cap)
+{
+    if (x->cc == CURLE_OK)
+        return ATR_OK;
+    if (x->too_large || x->cc == CURLE_FILESIZE_EXCEEDED) {
+        snprintf(msg, cap, "%s to %s: the response is larger than %zu bytes", x->method, x->host,
+                 x->resp.body.max);
+        return ATR_E_TOO_LARGE;
+    }
+    if (x->nomem || x->cc == CURLE_OUT_OF_MEMORY) {
+        snprintf(msg, cap, "%s to %s: out of memory", x->method, x->host);
+        return ATR_E_NOMEM;
+    }
+    switch (x->cc) {
+    case CURLE_OPERATION_TIMEDOUT:
+        return ATR_E_TIMEOUT;
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CIPHER:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+    case CURLE_SSL_INVALIDCERTSTATUS:
+    case CURLE_SSL_CRL_BADFILE:
+    case CURLE_SSL_ENGINE_NOTFOUND:
+    case CURLE_SSL_ENGINE_SETFAILED:
+    case CURLE_SSL_ENGINE_INITFAILED:
+    case CURLE_SSL_SHUTDOWN_FAILED:
+    case CURLE_USE_SSL_FAILED:
+    case CURLE_SSL_CLIENTCERT:
+        return ATR_E_TLS;
+    case CURLE_URL_MALFORMAT:
+    case CURLE_UNSUPPORTED_PROTOCOL:
+        snprintf(msg, cap, "%s: the URL is not a valid https URL", x->method);
+        return ATR_E_INVALID;
+    default:
+        return ATR_E_NETWORK;
+    }
+}
+
+/*
+ * Counts a finished request and turns a transport failure into a cause
+ * against @p host (the vault or the authority); on success copies the
+ * answer's x-ms-request-id into @p fail.
+ */
+static atr_status xfer_result(struct run *r, const struct xfer *x, int to_authority,
+                              const char *host, struct atr_akv_error *fail, struct atr_err *err)
+{
+    struct atr_akv_client *c = r->c;
     pthread_mutex_lock(&c->lock);
     if (to_authority)
         c->stats.token_requests++;
     else
         c->stats.vault_requests++;
-    if (resp->new_connections > 0)
-        c->stats.connections += (unsigned long)resp->new_connections;
+    if (x->resp.new_connections > 0)
+        c->stats.connections += (unsigned long)x->resp.new_connections;
     pthread_mutex_unlock(&c->lock);
+    char msg[MSG_MAX] = "";
+    atr_status rc = xfer_status(x, msg, sizeof(msg));
     if (rc != ATR_OK) {
-        atr_http_client_free(h); /* a failed connection is not reused */
         snprintf(fail->host, sizeof(fail->host), "%s", host);
+        atr_akv_cause unreachable =
+            to_authority ? ATR_AKV_AUTHORITY_UNREACHABLE : ATR_AKV_VAULT_UNREACHABLE;
         if (rc == ATR_E_TLS)
             return failed(fail, err, ATR_AKV_TLS,
                           "the TLS certificate of %s is not trusted for its host name", host);
+        if (rc == ATR_E_TIMEOUT && x->clamped)
+            return failed(fail, err, unreachable, "%s did not answer before the deadline", host);
         if (rc == ATR_E_NETWORK || rc == ATR_E_TIMEOUT)
-            return failed(fail, err,
-                          to_authority ? ATR_AKV_AUTHORITY_UNREACHABLE : ATR_AKV_VAULT_UNREACHABLE,
-                          "%s cannot be reached (%s)", host,
+            return failed(fail, err, unreachable, "%s cannot be reached (%s)", host,
                           rc == ATR_E_TIMEOUT ? "timed out" : "connection failed");
-        return failed(fail, err, ATR_AKV_LOCAL, "akv: %s", atr_err_msg(&terr));
+        return failed(fail, err, ATR_AKV_LOCAL, "akv: %s", msg);
     }
-    http_give(c, h);
-    const char *rid = atr_http_client_resp_header(resp, "x-ms-request-id");
+    const char *rid = atr_http_client_resp_header(&x->resp, "x-ms-request-id");
     if (rid != NULL)
         copy_printable(fail->request_id, sizeof(fail->request_id), rid);
     return ATR_OK;
@@ -471,17 +938,46 @@ static struct token_entry *token_find(struct atr_akv_client *c, const char *auth
     return NULL;
 }
 
-static void token_forget(struct atr_akv_client *c, const char *authority, const char *tenant,
-                         const char *resource)
+/* Drops the cached token @p serial if it is still cached (a later one is kept). */
+static void token_forget_serial(struct atr_akv_client *c, uint64_t serial)
 {
     pthread_mutex_lock(&c->lock);
-    struct token_entry *t = token_find(c, authority, tenant, resource);
-    if (t != NULL) {
-        token_drop(t);
-        *t = c->tokens[--c->ntokens];
-        memset(&c->tokens[c->ntokens], 0, sizeof(c->tokens[0]));
+    for (size_t i = 0; i < c->ntokens; i++) {
+        struct token_entry *t = &c->tokens[i];
+        if (t->serial == serial) {
+            token_drop(t);
+            *t = c->tokens[--c->ntokens];
+            memset(&c->tokens[c->ntokens], 0, sizeof(c->tokens[0]));
+            break;
+        }
     }
     pthread_mutex_unlock(&c->lock);
+}
+
+/* Caches @p tok (copied); lock held. Returns the serial. */
+static uint64_t token_put_locked(struct atr_akv_client *c, const char *authority,
+                                 const char *tenant, const char *resource, const char *tok,
+                                 int64_t expires_s)
+{
+    struct token_entry *e = token_find(c, authority, tenant, resource);
+    if (e == NULL && c->ntokens < MAX_TOKENS)
+        e = &c->tokens[c->ntokens++];
+    if (e == NULL) /* full: replace the first */
+        e = &c->tokens[0];
+    token_drop(e);
+    uint64_t serial = ++c->next_serial;
+    e->token = atr_strdup(tok);
+    if (e->token == NULL) { /* not cached: the next call asks again */
+        *e = c->tokens[--c->ntokens];
+        memset(&c->tokens[c->ntokens], 0, sizeof(c->tokens[0]));
+        return serial;
+    }
+    snprintf(e->authority, sizeof(e->authority), "%s", authority);
+    snprintf(e->tenant, sizeof(e->tenant), "%s", tenant);
+    snprintf(e->resource, sizeof(e->resource), "%s", resource);
+    e->expires_s = expires_s;
+    e->serial = serial;
+    return serial;
 }
 
 static int tenant_ok(const char *t)
@@ -516,96 +1012,44 @@ static int form_add(char *out, size_t cap, const char *name, const char *value)
     return 1;
 }
 
-/* A token for (authority, tenant, resource): cached or fetched. Caller frees (wiped). */
-static atr_status token_get(char **out, struct atr_akv_client *c, const char *authority,
-                            const char *tenant, const char *resource, int fresh,
-                            struct atr_akv_error *fail, struct atr_err *err)
+/* Lock held: the busy request for (authority, tenant, resource), or NULL. */
+static struct token_flight *flight_find(struct atr_akv_client *c, const char *authority,
+                                        const char *tenant, const char *resource)
 {
-    *out = NULL;
-    int64_t now = atr_clock_now_s(c->clock);
-    pthread_mutex_lock(&c->lock);
-    struct token_entry *t = token_find(c, authority, tenant, resource);
-    if (t != NULL && t->expires_s > now && !fresh)
-        *out = atr_strdup(t->token);
-    pthread_mutex_unlock(&c->lock);
-    if (*out != NULL)
-        return ATR_OK;
-    char url[ATR_AKV_URL_MAX + 128];
-    snprintf(url, sizeof(url), "%s/%s/oauth2/v2.0/token", authority, tenant);
-    char scope[ATR_AKV_URL_MAX + 16];
-    snprintf(scope, sizeof(scope), "%s/.default", resource);
-    char form[FORM_MAX] = "";
-    if (!form_add(form, sizeof(form), "grant_type", "client_credentials") ||
-        !form_add(form, sizeof(form), "client_id", c->client_id) ||
-        !form_add(form, sizeof(form), "scope", scope) ||
-        !form_add(form, sizeof(form), "client_secret", c->secret)) {
-        atr_wipe(form, sizeof(form));
-        return failed(fail, err, ATR_AKV_LOCAL, "akv: the token request is too long");
+    for (struct token_flight *f = c->flights; f != NULL; f = f->next) {
+        if (strcmp(f->authority, authority) == 0 && strcasecmp(f->tenant, tenant) == 0 &&
+            strcmp(f->resource, resource) == 0)
+            return f;
     }
-    struct atr_http_header hdr = {"Content-Type", "application/x-www-form-urlencoded"};
-    struct atr_http_client_resp resp;
-    atr_http_client_resp_init(&resp);
-    const char *host = authority + 8;
-    atr_status rc =
-        send_one(&resp, c, "POST", url, &hdr, 1, atr_span_str(form), 1, host, fail, err);
-    atr_wipe(form, sizeof(form));
-    if (rc == ATR_OK && resp.status == 200) {
-        int64_t expires_in = 0;
-        char *tok = NULL;
-        rc = atr_akv_token_answer_parse(&tok, &expires_in, atr_buf_span(&resp.body), err);
-        if (rc != ATR_OK) {
-            rc = failed(fail, err, ATR_AKV_UNEXPECTED,
-                        "the identity authority %s gave a "
-                        "malformed token answer",
-                        host);
-        } else {
-            int64_t margin = expires_in >= 600 ? ATR_AKV_TOKEN_MARGIN_S : expires_in / 2;
-            pthread_mutex_lock(&c->lock);
-            struct token_entry *e = token_find(c, authority, tenant, resource);
-            if (e == NULL && c->ntokens < MAX_TOKENS)
-                e = &c->tokens[c->ntokens++];
-            if (e == NULL) { /* full: replace the first */
-                e = &c->tokens[0];
-            }
-            token_drop(e);
-            snprintf(e->authority, sizeof(e->authority), "%s", authority);
-            snprintf(e->tenant, sizeof(e->tenant), "%s", tenant);
-            snprintf(e->resource, sizeof(e->resource), "%s", resource);
-            e->token = atr_strdup(tok);
-            e->expires_s = now + expires_in - margin;
-            pthread_mutex_unlock(&c->lock);
-            *out = tok;
+    return NULL;
+}
+
+/* Lock held: takes a busy request out of the list of busy ones. */
+static void flight_unlink(struct atr_akv_client *c, struct token_flight *f)
+{
+    for (struct token_flight **p = &c->flights; *p != NULL; p = &(*p)->next) {
+        if (*p == f) {
+            *p = f->next;
+            f->next = NULL;
+            return;
         }
-    } else if (rc == ATR_OK) {
-        snprintf(fail->host, sizeof(fail->host), "%s", host);
-        rc = atr_akv_token_error_classify(fail, host, tenant, c->client_id, resp.status,
-                                          atr_http_client_resp_header(&resp, "Retry-After"),
-                                          atr_buf_span(&resp.body), err);
     }
-    atr_wipe(resp.body.ptr, resp.body.len);
-    atr_http_client_resp_cleanup(&resp);
-    return rc;
 }
 
-atr_status atr_akv_token_probe(struct atr_akv_client *c, const char *tenant,
-                               struct atr_akv_error *fail, struct atr_err *err)
+/* Lock held: drops one reference; the last one wipes and frees. */
+static void flight_unref(struct token_flight *f)
 {
-    struct atr_akv_error local;
-    if (fail == NULL)
-        fail = &local;
-    memset(fail, 0, sizeof(*fail));
-    if (!tenant_ok(tenant))
-        return failed(fail, err, ATR_AKV_LOCAL, "akv: bad directory id");
-    char *tok = NULL;
-    atr_status rc = token_get(&tok, c, c->authority, tenant, c->resources[0], 1, fail, err);
-    if (tok != NULL) {
-        atr_wipe(tok, strlen(tok));
-        atr_free(tok);
+    if (--f->refs > 0)
+        return;
+    if (f->token != NULL) {
+        atr_wipe(f->token, strlen(f->token));
+        atr_free(f->token);
     }
-    return rc;
+    atr_wipe(f, sizeof(*f));
+    atr_free(f);
 }
 
-/* ------------------------------------------------------------ vault calls */
+/* ------------------------------------------------------------ challenges */
 
 static int chal_get(struct atr_akv_challenge *out, struct atr_akv_client *c, const char *host)
 {
@@ -662,82 +1106,463 @@ static atr_status chal_check(const struct atr_akv_client *c, const struct atr_ak
     return ATR_OK;
 }
 
+/* ------------------------------------------------------------ operations */
+
 /*
- * One vault call with the bearer-challenge flow: @p path below the vault
- * URL (query included), JSON @p body or none. On ATR_OK @p resp holds an
- * answer that is not a 401 (any status).
+ * Each operation of a run is a small state machine:
+ *
+ *   START -> PREP (one vault call: challenge known? -> token) -> VAULT_READY -> VAULT_SENT
+ *   VAULT_SENT: 401 with a challenge -> PREP again (at most as the blocking flow allowed);
+ *               a listing's nextLink -> PREP for the next page; else DONE
+ *   token steps: TOKEN (cache, or join a request in flight, or own a new one)
+ *                -> FLIGHT_WAIT, or TOKEN_READY -> TOKEN_SENT -> FLIGHT_WAIT
+ *   DISCOVER_WAIT: another operation of the run is asking the same vault for its challenge
+ *
+ * READY states wait for a connection slot (max_host_connections per host,
+ * RUN_MAX_INFLIGHT in all); WAIT states for another operation.
  */
-static atr_status vault_call(struct atr_http_client_resp *resp, struct atr_akv_client *c,
-                             const struct atr_akv_key_uri *key, const char *method, const char *url,
-                             const char *body, struct atr_akv_error *fail, struct atr_err *err)
+enum op_state {
+    OS_START = 0,
+    OS_PREP,
+    OS_DISCOVER_WAIT,
+    OS_TOKEN,
+    OS_FLIGHT_WAIT,
+    OS_TOKEN_READY,
+    OS_TOKEN_SENT,
+    OS_VAULT_READY,
+    OS_VAULT_SENT,
+    OS_DONE,
+};
+
+struct batch_op {
+    atr_akv_op op;
+    struct atr_akv_key_uri key;
+    atr_akv_alg alg;
+    struct atr_buf input;
+    char tenant[ATR_AKV_TENANT_MAX + 1];
+    struct atr_akv_result result;
+    int taken;
+    /* the run's state */
+    enum op_state state;
+    int attempt;                 /* of the current vault call (the blocking flow's loop) */
+    int have_chal;               /* ch holds the vault's challenge */
+    struct atr_akv_challenge ch; /* the challenge the next request answers */
+    char *tok;                   /* the bearer token of the next request; wiped */
+    uint64_t tok_serial;         /* its cache serial */
+    const char *tk_authority;    /* the token wanted: (authority, tenant, resource), */
+    const char *tk_tenant;       /* borrowed from ch, the client or the operation */
+    const char *tk_resource;     /*   */
+    int fresh;                   /* the token must not come from the cache (probes) */
+    struct token_flight *flight; /* the token request waited for (a reference) */
+    int flight_owner;            /* this operation sends it */
+    size_t tk_hidx;              /* the authority's host entry */
+    struct xfer *xfer;           /* the request in flight */
+    char *url;                   /* the next vault request (owned) */
+    char *body;                  /* wrap/unwrap JSON (owned, wiped) */
+    unsigned page;               /* listing pages fetched */
+    size_t hidx;                 /* the vault's host entry */
+    int discovering;             /* this operation asks the vault for its challenge */
+};
+
+static void op_drop_token(struct batch_op *o)
 {
-    if (!atr_akv_host_allowed(c, key->host))
-        return failed(fail, err, ATR_AKV_URI_INVALID,
-                      "the vault host %s is not one this service may call", key->host);
-    struct atr_akv_challenge ch;
-    int have = chal_get(&ch, c, key->host);
-    char *tok = NULL;
+    if (o->tok != NULL) {
+        atr_wipe(o->tok, strlen(o->tok));
+        atr_free(o->tok);
+        o->tok = NULL;
+    }
+    o->tok_serial = 0;
+}
+
+/* Releases the operation's hold on a token request (abandoning it if the owner). */
+static void op_drop_flight(struct run *r, struct batch_op *o)
+{
+    struct token_flight *f = o->flight;
+    if (f == NULL)
+        return;
+    struct atr_akv_client *c = r->c;
+    pthread_mutex_lock(&c->lock);
+    if (o->flight_owner && f->state == FLIGHT_BUSY) {
+        flight_unlink(c, f);
+        f->state = FLIGHT_ABANDONED; /* waiters ask again themselves */
+    }
+    flight_unref(f);
+    pthread_mutex_unlock(&c->lock);
+    o->flight = NULL;
+    o->flight_owner = 0;
+}
+
+/* Ends the operation with @p st (its failure and message are already set). */
+static void op_finish(struct run *r, struct batch_op *o, atr_status st)
+{
+    o->result.status = st;
+    if (o->xfer != NULL) {
+        xfer_free(r, o->xfer);
+        o->xfer = NULL;
+    }
+    if (o->discovering) {
+        r->hosts[o->hidx].discovering = 0;
+        r->hosts[o->hidx].discovered = 1;
+        o->discovering = 0;
+    }
+    op_drop_flight(r, o);
+    op_drop_token(o);
+    if (o->body != NULL) {
+        atr_wipe(o->body, strlen(o->body));
+        free(o->body); /* jansson's allocation */
+        o->body = NULL;
+    }
+    atr_free(o->url);
+    o->url = NULL;
+    if (st != ATR_OK) {
+        o->result.kid[0] = '\0';
+        atr_akv_versions_cleanup(&o->result.versions);
+    }
+    o->state = OS_DONE;
+}
+
+static void op_fail(struct run *r, struct batch_op *o, atr_akv_cause cause, const char *fmt, ...)
+    ATR_PRINTF(4, 5);
+
+static void op_fail(struct run *r, struct batch_op *o, atr_akv_cause cause, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    op_finish(r, o, failed(&o->result.fail, &o->result.err, cause, "%s", msg));
+}
+
+/* One vault call begins (the blocking flow's vault_call): the challenge as remembered. */
+static void op_call_begin(struct run *r, struct batch_op *o)
+{
+    o->attempt = 0;
+    o->have_chal = chal_get(&o->ch, r->c, o->key.host);
+    op_drop_token(o);
+    o->state = OS_PREP;
+}
+
+static void op_begin(struct run *r, struct batch_op *o)
+{
+    struct atr_akv_client *c = r->c;
+    struct atr_akv_result *res = &o->result;
+    atr_err_clear(&res->err);
+    memset(&res->fail, 0, sizeof(res->fail));
+    res->kid[0] = '\0';
+    if (o->op == ATR_AKV_OP_TOKEN) {
+        o->tk_authority = c->authority;
+        o->tk_tenant = o->tenant;
+        o->tk_resource = c->resources[0];
+        o->fresh = 1;
+        o->state = OS_TOKEN;
+        return;
+    }
+    size_t url_cap = URL_MAX;
+    o->url = atr_malloc(url_cap);
+    if (o->url == NULL) {
+        op_fail(r, o, ATR_AKV_LOCAL, "akv: out of memory");
+        return;
+    }
+    if (o->op == ATR_AKV_OP_LIST) {
+        snprintf(o->url, url_cap, "%s/keys/%s/versions?api-version=%s&maxresults=%u",
+                 o->key.vault_url, o->key.name, ATR_AKV_API_VERSION, c->page_size);
+    } else {
+        if (o->op == ATR_AKV_OP_WRAP)
+            o->key.version[0] = '\0'; /* always the latest version */
+        const char *algname = atr_akv_alg_name(o->alg);
+        struct atr_span value = atr_buf_span(&o->input);
+        if (algname == NULL || value.len == 0 || value.len > ATR_AKV_VALUE_MAX) {
+            op_fail(r, o, ATR_AKV_LOCAL, "akv: bad algorithm or value size");
+            return;
+        }
+        char *b64 = NULL;
+        if (atr_b64url_encode_str(&b64, value) != ATR_OK) {
+            op_fail(r, o, ATR_AKV_LOCAL, "akv: out of memory");
+            return;
+        }
+        json_t *j = json_pack("{s:s,s:s}", "alg", algname, "value", b64);
+        o->body = j != NULL ? json_dumps(j, JSON_COMPACT) : NULL;
+        json_decref(j);
+        atr_wipe(b64, strlen(b64));
+        atr_free(b64);
+        if (o->body == NULL) {
+            op_fail(r, o, ATR_AKV_LOCAL, "akv: out of memory");
+            return;
+        }
+        const char *verb = o->op == ATR_AKV_OP_WRAP ? "wrapkey" : "unwrapkey";
+        if (o->op == ATR_AKV_OP_UNWRAP && o->key.version[0] != '\0')
+            snprintf(o->url, url_cap, "%s/keys/%s/%s/%s?api-version=%s", o->key.vault_url,
+                     o->key.name, o->key.version, verb, ATR_AKV_API_VERSION);
+        else
+            snprintf(o->url, url_cap, "%s/keys/%s/%s?api-version=%s", o->key.vault_url, o->key.name,
+                     verb, ATR_AKV_API_VERSION);
+    }
+    if (!atr_akv_host_allowed(c, o->key.host)) {
+        op_fail(r, o, ATR_AKV_URI_INVALID, "the vault host %s is not one this service may call",
+                o->key.host);
+        return;
+    }
+    o->hidx = host_index(r, o->key.host);
+    if (o->hidx == SIZE_MAX) {
+        op_fail(r, o, ATR_AKV_LOCAL, "akv: out of memory");
+        return;
+    }
+    op_call_begin(r, o);
+}
+
+static void op_prep(struct run *r, struct batch_op *o)
+{
+    struct atr_akv_result *res = &o->result;
+    if (o->have_chal) {
+        atr_status rc = chal_check(r->c, &o->ch, &o->key, &res->fail, &res->err);
+        if (rc != ATR_OK) {
+            op_finish(r, o, rc);
+            return;
+        }
+        if (o->tok == NULL) {
+            o->tk_authority = o->ch.authority;
+            o->tk_tenant = o->ch.tenant;
+            o->tk_resource = o->ch.resource;
+            o->fresh = 0;
+            o->state = OS_TOKEN;
+            return;
+        }
+        o->state = OS_VAULT_READY;
+        return;
+    }
+    /* no challenge known: one operation of the run asks the vault, the others wait for it */
+    struct run_host *h = &r->hosts[o->hidx];
+    if (h->discovering) {
+        o->state = OS_DISCOVER_WAIT;
+        return;
+    }
+    if (!h->discovered) {
+        h->discovering = 1;
+        o->discovering = 1;
+    }
+    o->state = OS_VAULT_READY;
+}
+
+/* A token from the cache, or a reference to the request that will bring one. */
+static void op_token(struct run *r, struct batch_op *o)
+{
+    struct atr_akv_client *c = r->c;
+    int64_t now = atr_clock_now_s(c->clock);
+    int nomem = 0;
+    pthread_mutex_lock(&c->lock);
+    struct token_entry *t =
+        o->fresh ? NULL : token_find(c, o->tk_authority, o->tk_tenant, o->tk_resource);
+    if (t != NULL && t->expires_s > now && t->token != NULL) {
+        o->tok = atr_strdup(t->token);
+        o->tok_serial = t->serial;
+        nomem = o->tok == NULL;
+    } else {
+        struct token_flight *f = flight_find(c, o->tk_authority, o->tk_tenant, o->tk_resource);
+        if (f != NULL) {
+            f->refs++;
+            o->flight = f;
+        } else if ((f = atr_calloc(1, sizeof(*f))) != NULL) {
+            snprintf(f->authority, sizeof(f->authority), "%s", o->tk_authority);
+            snprintf(f->tenant, sizeof(f->tenant), "%s", o->tk_tenant);
+            snprintf(f->resource, sizeof(f->resource), "%s", o->tk_resource);
+            f->owner = r;
+            f->refs = 1;
+            f->state = FLIGHT_BUSY;
+            f->started_s = now;
+            f->next = c->flights;
+            c->flights = f;
+            o->flight = f;
+            o->flight_owner = 1;
+        } else {
+            nomem = 1;
+        }
+    }
+    pthread_mutex_unlock(&c->lock);
+    if (nomem) {
+        op_fail(r, o, ATR_AKV_LOCAL, "akv: out of memory");
+    } else if (o->tok != NULL) {
+        if (o->op == ATR_AKV_OP_TOKEN)
+            op_finish(r, o, ATR_OK);
+        else
+            o->state = OS_VAULT_READY;
+    } else if (!o->flight_owner) {
+        o->state = OS_FLIGHT_WAIT;
+    } else {
+        o->tk_hidx = host_index(r, o->tk_authority + 8);
+        if (o->tk_hidx == SIZE_MAX)
+            op_fail(r, o, ATR_AKV_LOCAL, "akv: out of memory");
+        else
+            o->state = OS_TOKEN_READY;
+    }
+}
+
+/* The owner's request is over: every operation waiting for it gets the outcome. */
+static void flight_complete(struct run *r, struct batch_op *o, atr_status rc, char *tok,
+                            int64_t expires_in, const struct atr_akv_error *tf,
+                            const struct atr_err *terr)
+{
+    struct atr_akv_client *c = r->c;
+    struct token_flight *f = o->flight;
+    pthread_mutex_lock(&c->lock);
+    flight_unlink(c, f);
+    f->fail = *tf;
+    if (rc == ATR_OK) {
+        int64_t margin = expires_in >= 600 ? ATR_AKV_TOKEN_MARGIN_S : expires_in / 2;
+        f->serial = token_put_locked(c, f->authority, f->tenant, f->resource, tok,
+                                     f->started_s + expires_in - margin);
+        f->token = tok;
+        f->state = FLIGHT_OK;
+    } else {
+        f->rc = rc;
+        f->err = *terr;
+        f->state = FLIGHT_FAILED;
+    }
+    pthread_mutex_unlock(&c->lock);
+    o->flight_owner = 0; /* it now reads the outcome like the others */
+    o->state = OS_FLIGHT_WAIT;
+}
+
+/* Reads the outcome of the awaited token request when it has one. */
+static void op_flight_wait(struct run *r, struct batch_op *o)
+{
+    struct atr_akv_client *c = r->c;
+    struct atr_akv_result *res = &o->result;
+    struct token_flight *f = o->flight;
     atr_status rc = ATR_OK;
-    for (int attempt = 0; attempt < 3; attempt++) {
-        if (have) {
-            ATR_TRY(chal_check(c, &ch, key, fail, err));
-            if (tok == NULL && (rc = token_get(&tok, c, ch.authority, ch.tenant, ch.resource, 0,
-                                               fail, err)) != ATR_OK)
-                break;
-        }
-        char auth[TOKEN_MAX + 16];
-        struct atr_http_header hdrs[2];
-        size_t nh = 0;
-        if (tok != NULL) {
-            snprintf(auth, sizeof(auth), "Bearer %s", tok);
-            hdrs[nh++] = (struct atr_http_header){"Authorization", auth};
-        }
-        if (body != NULL)
-            hdrs[nh++] = (struct atr_http_header){"Content-Type", "application/json"};
-        atr_http_client_resp_cleanup(resp);
-        atr_http_client_resp_init(resp);
-        rc = send_one(resp, c, method, url, hdrs, nh,
-                      body != NULL ? atr_span_str(body) : atr_span_of(NULL, 0), 0, key->host, fail,
-                      err);
-        atr_wipe(auth, sizeof(auth));
-        if (rc != ATR_OK || resp->status != 401)
-            break;
-        /* 401: learn (or re-learn) the challenge, drop a refused token, retry */
-        const char *www = atr_http_client_resp_header(resp, "WWW-Authenticate");
-        struct atr_akv_challenge nc;
-        if (www == NULL || atr_akv_challenge_parse(&nc, www, NULL) != ATR_OK) {
-            rc = failed(fail, err, ATR_AKV_UNEXPECTED,
-                        "the vault %s refused the call without a usable challenge", key->host);
-            break;
-        }
-        if (tok != NULL) {
-            token_forget(c, nc.authority, nc.tenant, nc.resource);
-            atr_wipe(tok, strlen(tok));
-            atr_free(tok);
-            tok = NULL;
-            if (attempt >= 1) {
-                fail->http_status = 401;
-                rc = failed(fail, err, ATR_AKV_CREDENTIAL_INVALID,
-                            "the vault %s refused the service's token", key->host);
-                break;
-            }
-        }
-        chal_put(c, key->host, &nc);
-        ch = nc;
-        have = 1;
+    int nomem = 0;
+    pthread_mutex_lock(&c->lock);
+    enum flight_state st = f->state;
+    if (st == FLIGHT_BUSY) {
+        if (f->owner != r)
+            r->foreign_wait = 1;
+        pthread_mutex_unlock(&c->lock);
+        return;
     }
-    if (tok != NULL) {
-        atr_wipe(tok, strlen(tok));
-        atr_free(tok);
+    /* what the token request wrote over the operation's details (request ids only when sent) */
+    char rid[ATR_AKV_REQUEST_ID_MAX];
+    memcpy(rid, res->fail.request_id, sizeof(rid));
+    if (st == FLIGHT_OK) {
+        o->tok = atr_strdup(f->token);
+        o->tok_serial = f->serial;
+        nomem = o->tok == NULL;
+        if (f->fail.request_id[0] != '\0')
+            memcpy(res->fail.request_id, f->fail.request_id, sizeof(rid));
+    } else if (st == FLIGHT_FAILED) {
+        rc = f->rc;
+        res->fail = f->fail;
+        if (res->fail.request_id[0] == '\0')
+            memcpy(res->fail.request_id, rid, sizeof(rid));
+        res->err = f->err;
     }
-    if (rc == ATR_OK && resp->status == 401) {
-        fail->http_status = 401;
-        rc = failed(fail, err, ATR_AKV_CREDENTIAL_INVALID,
-                    "the vault %s refused the service's "
-                    "token",
-                    key->host);
+    flight_unref(f);
+    pthread_mutex_unlock(&c->lock);
+    o->flight = NULL;
+    if (st == FLIGHT_ABANDONED)
+        o->state = OS_TOKEN; /* its owner's run ended: ask again */
+    else if (st == FLIGHT_FAILED)
+        op_finish(r, o, rc);
+    else if (nomem)
+        op_fail(r, o, ATR_AKV_LOCAL, "akv: out of memory");
+    else if (o->op == ATR_AKV_OP_TOKEN)
+        op_finish(r, o, ATR_OK);
+    else
+        o->state = OS_VAULT_READY;
+}
+
+/* The owner sends the client-credentials request. */
+static void op_token_send(struct run *r, struct batch_op *o)
+{
+    struct atr_akv_client *c = r->c;
+    struct atr_akv_error tf;
+    memset(&tf, 0, sizeof(tf));
+    struct atr_err terr;
+    atr_err_clear(&terr);
+    char url[ATR_AKV_URL_MAX + 128];
+    snprintf(url, sizeof(url), "%s/%s/oauth2/v2.0/token", o->tk_authority, o->tk_tenant);
+    char scope[ATR_AKV_URL_MAX + 16];
+    snprintf(scope, sizeof(scope), "%s/.default", o->tk_resource);
+    char *form = atr_calloc(1, FORM_MAX);
+    if (form == NULL) {
+        flight_complete(r, o, failed(&tf, &terr, ATR_AKV_LOCAL, "akv: out of memory"), NULL, 0, &tf,
+                        &terr);
+        return;
     }
-    return rc;
+    if (!form_add(form, FORM_MAX, "grant_type", "client_credentials") ||
+        !form_add(form, FORM_MAX, "client_id", c->client_id) ||
+        !form_add(form, FORM_MAX, "scope", scope) ||
+        !form_add(form, FORM_MAX, "client_secret", c->secret)) {
+        atr_wipe(form, FORM_MAX);
+        atr_free(form);
+        flight_complete(r, o,
+                        failed(&tf, &terr, ATR_AKV_LOCAL, "akv: the token request is too long"),
+                        NULL, 0, &tf, &terr);
+        return;
+    }
+    static const char *const lines[] = {"Content-Type: application/x-www-form-urlencoded"};
+    char msg[MSG_MAX];
+    struct atr_span post = atr_span_of(form, strlen(form));
+    atr_status rc = xfer_start(&o->xfer, r, "POST", url, lines, 1, post, form, o->tk_authority + 8,
+                               o->tk_hidx, msg, sizeof(msg));
+    if (rc != ATR_OK) {
+        flight_complete(r, o, failed(&tf, &terr, ATR_AKV_LOCAL, "akv: %s", msg), NULL, 0, &tf,
+                        &terr);
+        return;
+    }
+    o->state = OS_TOKEN_SENT;
+}
+
+/* The token answer: cached and handed to every waiter, or the failure they all get. */
+static void op_token_answer(struct run *r, struct batch_op *o)
+{
+    struct atr_akv_client *c = r->c;
+    struct xfer *x = o->xfer;
+    const char *host = o->tk_authority + 8;
+    struct atr_akv_error tf;
+    memset(&tf, 0, sizeof(tf));
+    struct atr_err terr;
+    atr_err_clear(&terr);
+    char *tok = NULL;
+    int64_t expires_in = 0;
+    atr_status rc = xfer_result(r, x, 1, host, &tf, &terr);
+    if (rc == ATR_OK && x->resp.status == 200) {
+        rc = atr_akv_token_answer_parse(&tok, &expires_in, atr_buf_span(&x->resp.body), &terr);
+        if (rc != ATR_OK)
+            rc = failed(&tf, &terr, ATR_AKV_UNEXPECTED,
+                        "the identity authority %s gave a malformed token answer", host);
+    } else if (rc == ATR_OK) {
+        snprintf(tf.host, sizeof(tf.host), "%s", host);
+        rc = atr_akv_token_error_classify(&tf, host, o->tk_tenant, c->client_id, x->resp.status,
+                                          atr_http_client_resp_header(&x->resp, "Retry-After"),
+                                          atr_buf_span(&x->resp.body), &terr);
+    }
+    xfer_free(r, x); /* wipes the answer */
+    o->xfer = NULL;
+    flight_complete(r, o, rc, tok, expires_in, &tf, &terr);
+}
+
+static void op_vault_send(struct run *r, struct batch_op *o)
+{
+    char auth[TOKEN_MAX + 32];
+    const char *lines[2];
+    size_t nl = 0;
+    if (o->tok != NULL) {
+        snprintf(auth, sizeof(auth), "Authorization: Bearer %s", o->tok);
+        lines[nl++] = auth;
+    }
+    if (o->body != NULL)
+        lines[nl++] = "Content-Type: application/json";
+    char msg[MSG_MAX];
+    struct atr_span post =
+        o->body != NULL ? atr_span_of(o->body, strlen(o->body)) : atr_span_of(NULL, 0);
+    atr_status rc = xfer_start(&o->xfer, r, o->body != NULL ? "POST" : "GET", o->url, lines, nl,
+                               post, NULL, o->key.host, o->hidx, msg, sizeof(msg));
+    atr_wipe(auth, sizeof(auth));
+    if (rc != ATR_OK) {
+        op_fail(r, o, ATR_AKV_LOCAL, "akv: %s", msg);
+        return;
+    }
+    o->state = OS_VAULT_SENT;
 }
 
 /* Classifies a non-200 vault answer. */
@@ -750,47 +1575,304 @@ static atr_status vault_answer_error(const struct atr_http_client_resp *resp, at
         atr_http_client_resp_header(resp, "x-ms-request-id"), atr_buf_span(&resp->body), err);
 }
 
-static atr_status key_op(struct atr_buf *out_value, char out_kid[ATR_AKV_KID_MAX],
-                         struct atr_akv_client *c, const struct atr_akv_key_uri *key, atr_akv_op op,
-                         atr_akv_alg alg, struct atr_span value, struct atr_akv_error *fail,
-                         struct atr_err *err)
+/* A vault answer that is not a 401. Returns 1 when the operation goes on (the next page). */
+static int op_vault_final(struct run *r, struct batch_op *o,
+                          const struct atr_http_client_resp *resp, atr_status *out_rc)
 {
-    const char *algname = atr_akv_alg_name(alg);
-    if (algname == NULL || value.len == 0 || value.len > ATR_AKV_VALUE_MAX)
-        return failed(fail, err, ATR_AKV_LOCAL, "akv: bad algorithm or value size");
-    char *b64 = NULL;
-    if (atr_b64url_encode_str(&b64, value) != ATR_OK)
-        return failed(fail, err, ATR_AKV_LOCAL, "akv: out of memory");
-    json_t *j = json_pack("{s:s,s:s}", "alg", algname, "value", b64);
-    char *body = j != NULL ? json_dumps(j, JSON_COMPACT) : NULL;
-    json_decref(j);
-    atr_wipe(b64, strlen(b64));
-    atr_free(b64);
-    if (body == NULL)
-        return failed(fail, err, ATR_AKV_LOCAL, "akv: out of memory");
-    char url[ATR_AKV_URL_MAX + ATR_AKV_NAME_MAX + 96];
-    const char *verb = op == ATR_AKV_OP_WRAP ? "wrapkey" : "unwrapkey";
-    if (op == ATR_AKV_OP_UNWRAP && key->version[0] != '\0')
-        snprintf(url, sizeof(url), "%s/keys/%s/%s/%s?api-version=%s", key->vault_url, key->name,
-                 key->version, verb, ATR_AKV_API_VERSION);
-    else
-        snprintf(url, sizeof(url), "%s/keys/%s/%s?api-version=%s", key->vault_url, key->name, verb,
-                 ATR_AKV_API_VERSION);
-    struct atr_http_client_resp resp;
-    atr_http_client_resp_init(&resp);
-    atr_status rc = vault_call(&resp, c, key, "POST", url, body, fail, err);
-    atr_wipe(body, strlen(body));
-    free(body);
-    if (rc == ATR_OK && resp.status == 200) {
-        rc = atr_akv_key_op_answer_parse(out_kid, out_value, key, atr_buf_span(&resp.body), err);
-        if (rc != ATR_OK)
-            rc = failed(fail, err, ATR_AKV_UNEXPECTED, "the vault %s gave a malformed %s answer",
-                        key->host, verb);
-    } else if (rc == ATR_OK) {
-        rc = vault_answer_error(&resp, op, key, fail, err);
+    struct atr_akv_client *c = r->c;
+    struct atr_akv_result *res = &o->result;
+    struct atr_akv_error *fail = &res->fail;
+    struct atr_err *err = &res->err;
+    atr_status rc;
+    if (o->op == ATR_AKV_OP_LIST) {
+        if (resp->status != 200) {
+            *out_rc = vault_answer_error(resp, ATR_AKV_OP_LIST, &o->key, fail, err);
+            return 0;
+        }
+        char next[URL_MAX];
+        rc = atr_akv_versions_page_parse(&res->versions, next, sizeof(next), &o->key,
+                                         (size_t)c->max_pages * ATR_AKV_PAGE_SIZE,
+                                         atr_buf_span(&resp->body), err);
+        if (rc != ATR_OK) {
+            *out_rc = failed(fail, err, ATR_AKV_UNEXPECTED,
+                             "the vault %s gave a malformed version list", o->key.host);
+            return 0;
+        }
+        *out_rc = ATR_OK;
+        if (next[0] == '\0')
+            return 0;
+        if (++o->page == c->max_pages) {
+            res->versions.truncated = 1;
+            return 0;
+        }
+        snprintf(o->url, URL_MAX, "%s", next);
+        return 1;
     }
-    atr_wipe(resp.body.ptr, resp.body.len);
-    atr_http_client_resp_cleanup(&resp);
+    const char *verb = o->op == ATR_AKV_OP_WRAP ? "wrapkey" : "unwrapkey";
+    if (resp->status != 200) {
+        *out_rc = vault_answer_error(resp, o->op, &o->key, fail, err);
+        return 0;
+    }
+    char kid[ATR_AKV_KID_MAX];
+    struct atr_buf tmp;
+    atr_buf_init(&tmp, ATR_AKV_VALUE_MAX);
+    rc = atr_akv_key_op_answer_parse(kid, &tmp, &o->key, atr_buf_span(&resp->body), err);
+    if (rc != ATR_OK) {
+        rc = failed(fail, err, ATR_AKV_UNEXPECTED, "the vault %s gave a malformed %s answer",
+                    o->key.host, verb);
+    } else if (o->op == ATR_AKV_OP_WRAP) {
+        if (atr_buf_append(&res->wrapped, tmp.ptr, tmp.len) != ATR_OK)
+            rc = failed(fail, err, ATR_AKV_LOCAL, "akv: no room for the wrapped value");
+    } else if (atr_secret_init_copy(&res->unwrapped, tmp.ptr, tmp.len) != ATR_OK) {
+        rc = failed(fail, err, ATR_AKV_LOCAL, "akv: out of secure memory");
+    }
+    if (rc == ATR_OK)
+        snprintf(res->kid, sizeof(res->kid), "%s", kid);
+    atr_wipe(tmp.ptr, tmp.len);
+    atr_buf_cleanup(&tmp);
+    *out_rc = rc;
+    return 0;
+}
+
+/* The vault's answer: done, a retry after a 401 challenge, or the next page. */
+static void op_vault_answer(struct run *r, struct batch_op *o)
+{
+    struct atr_akv_client *c = r->c;
+    struct atr_akv_result *res = &o->result;
+    struct xfer *x = o->xfer;
+    if (o->discovering) {
+        r->hosts[o->hidx].discovering = 0;
+        r->hosts[o->hidx].discovered = 1;
+        o->discovering = 0;
+    }
+    atr_status rc = xfer_result(r, x, 0, o->key.host, &res->fail, &res->err);
+    if (rc != ATR_OK) {
+        op_finish(r, o, rc);
+        return;
+    }
+    if (x->resp.status != 401) {
+        int more = op_vault_final(r, o, &x->resp, &rc);
+        xfer_free(r, x);
+        o->xfer = NULL;
+        if (rc == ATR_OK && more)
+            op_call_begin(r, o);
+        else
+            op_finish(r, o, rc);
+        return;
+    }
+    /* 401: learn (or re-learn) the challenge, drop a refused token, retry */
+    const char *www = atr_http_client_resp_header(&x->resp, "WWW-Authenticate");
+    struct atr_akv_challenge nc;
+    int usable = www != NULL && atr_akv_challenge_parse(&nc, www, NULL) == ATR_OK;
+    xfer_free(r, x);
+    o->xfer = NULL;
+    if (!usable) {
+        op_fail(r, o, ATR_AKV_UNEXPECTED,
+                "the vault %s refused the call without a usable challenge", o->key.host);
+        return;
+    }
+    if (o->tok != NULL) {
+        token_forget_serial(c, o->tok_serial);
+        op_drop_token(o);
+        if (o->attempt >= 1) {
+            res->fail.http_status = 401;
+            op_fail(r, o, ATR_AKV_CREDENTIAL_INVALID, "the vault %s refused the service's token",
+                    o->key.host);
+            return;
+        }
+    }
+    chal_put(c, o->key.host, &nc);
+    o->ch = nc;
+    o->have_chal = 1;
+    if (++o->attempt == 3) {
+        res->fail.http_status = 401;
+        op_fail(r, o, ATR_AKV_CREDENTIAL_INVALID, "the vault %s refused the service's token",
+                o->key.host);
+        return;
+    }
+    o->state = OS_PREP;
+}
+
+/* Advances @p o as far as it goes without waiting; returns 1 if it moved. */
+static int op_step(struct run *r, struct batch_op *o)
+{
+    int moved = 0;
+    for (;;) {
+        enum op_state before = o->state;
+        if (r->expired &&
+            (before == OS_START || before == OS_TOKEN_READY || before == OS_VAULT_READY))
+            return moved; /* the deadline passed: op_expire says so */
+        switch (o->state) {
+        case OS_START:
+            op_begin(r, o);
+            break;
+        case OS_PREP:
+            op_prep(r, o);
+            break;
+        case OS_DISCOVER_WAIT:
+            if (!r->hosts[o->hidx].discovering) {
+                o->have_chal = chal_get(&o->ch, r->c, o->key.host);
+                o->state = OS_PREP;
+            }
+            break;
+        case OS_TOKEN:
+            op_token(r, o);
+            break;
+        case OS_FLIGHT_WAIT:
+            op_flight_wait(r, o);
+            break;
+        case OS_TOKEN_READY:
+            if (slot_free(r, o->tk_hidx))
+                op_token_send(r, o);
+            break;
+        case OS_TOKEN_SENT:
+            if (o->xfer->done)
+                op_token_answer(r, o);
+            break;
+        case OS_VAULT_READY:
+            if (slot_free(r, o->hidx))
+                op_vault_send(r, o);
+            break;
+        case OS_VAULT_SENT:
+            if (o->xfer->done)
+                op_vault_answer(r, o);
+            break;
+        case OS_DONE:
+            return moved;
+        }
+        if (o->state == before)
+            return moved;
+        moved = 1;
+    }
+}
+
+/* The run's deadline passed: every open operation fails with the cause of what it waited for. */
+static void op_expire(struct run *r, struct batch_op *o)
+{
+    int authority = o->op == ATR_AKV_OP_TOKEN || o->state == OS_TOKEN ||
+                    o->state == OS_FLIGHT_WAIT || o->state == OS_TOKEN_READY ||
+                    o->state == OS_TOKEN_SENT;
+    atr_akv_cause cause = authority ? ATR_AKV_AUTHORITY_UNREACHABLE : ATR_AKV_VAULT_UNREACHABLE;
+    if (o->state == OS_START) {
+        op_fail(r, o, cause, "the batch's deadline passed before this operation ran");
+    } else if (o->xfer != NULL) {
+        char host[ATR_AKV_HOST_MAX];
+        snprintf(host, sizeof(host), "%s", o->xfer->host);
+        snprintf(o->result.fail.host, sizeof(o->result.fail.host), "%s", host);
+        op_fail(r, o, cause, "%s did not answer before the deadline", host);
+    } else {
+        op_fail(r, o, cause, "the batch's deadline passed before this operation finished");
+    }
+}
+
+/* Runs @p ops (fresh, state START) concurrently until all are done or @p timeout_ms passed. */
+static atr_status run_ops(struct atr_akv_client *c, struct batch_op *ops, size_t n,
+                          unsigned timeout_ms, struct atr_err *err)
+{
+    struct run r;
+    memset(&r, 0, sizeof(r));
+    r.c = c;
+    r.ops = ops;
+    r.n = n;
+    r.deadline = mono_ms() + timeout_ms;
+    r.max_host = c->max_host_conns;
+    r.max_total = RUN_MAX_INFLIGHT > r.max_host ? RUN_MAX_INFLIGHT : r.max_host;
+    ATR_TRY(engine_take(&r.eng, c, err));
+    for (;;) {
+        size_t open;
+        int moved;
+        do {
+            moved = 0;
+            open = 0;
+            r.foreign_wait = 0;
+            r.expired = mono_ms() >= r.deadline;
+            for (size_t i = 0; i < n; i++) {
+                moved |= op_step(&r, &ops[i]);
+                open += ops[i].state != OS_DONE;
+            }
+        } while (moved && open > 0);
+        if (open == 0)
+            break;
+        int64_t now = mono_ms();
+        if (now >= r.deadline) {
+            for (size_t i = 0; i < n; i++) {
+                if (ops[i].state != OS_DONE)
+                    op_expire(&r, &ops[i]);
+            }
+            break;
+        }
+        int running = 0;
+        curl_multi_perform(r.eng->multi, &running);
+        if (run_collect(&r) > 0)
+            continue;
+        long to = -1;
+        curl_multi_timeout(r.eng->multi, &to);
+        int64_t wait = r.deadline - now;
+        if (to >= 0 && to < wait)
+            wait = to;
+        if (r.foreign_wait && wait > FLIGHT_POLL_MS)
+            wait = FLIGHT_POLL_MS;
+        if (wait > RUN_POLL_MAX_MS)
+            wait = RUN_POLL_MAX_MS;
+        if (wait > 0)
+            curl_multi_poll(r.eng->multi, NULL, 0, (int)wait, NULL);
+    }
+    engine_give(c, r.eng);
+    atr_free(r.hosts);
+    return ATR_OK;
+}
+
+/* ------------------------------------------------------------ blocking calls (a batch of one) */
+
+static void op_init(struct batch_op *o, atr_akv_op op)
+{
+    memset(o, 0, sizeof(*o));
+    o->op = op;
+    o->result.op = op;
+    atr_buf_init(&o->input, ATR_AKV_VALUE_MAX);
+    atr_buf_init(&o->result.wrapped, ATR_AKV_VALUE_MAX);
+}
+
+static void op_cleanup(struct batch_op *o)
+{
+    atr_wipe(o->input.ptr, o->input.len);
+    atr_buf_cleanup(&o->input);
+    atr_buf_cleanup(&o->result.wrapped);
+    atr_secret_cleanup(&o->result.unwrapped);
+    atr_akv_versions_cleanup(&o->result.versions);
+}
+
+/* Runs one operation with the deadline opts.op_timeout_ms; copies its failure out. */
+static atr_status run_single(struct batch_op *o, struct atr_akv_client *c,
+                             struct atr_akv_error *fail, struct atr_err *err)
+{
+    struct atr_err rerr;
+    atr_err_clear(&rerr);
+    atr_status rc = run_ops(c, o, 1, c->op_timeout_ms, &rerr);
+    if (rc != ATR_OK) {
+        memset(fail, 0, sizeof(*fail));
+        return failed(fail, err, ATR_AKV_LOCAL, "%s", atr_err_msg(&rerr));
+    }
+    *fail = o->result.fail;
+    if (o->result.status != ATR_OK && err != NULL)
+        *err = o->result.err;
+    return o->result.status;
+}
+
+atr_status atr_akv_token_probe(struct atr_akv_client *c, const char *tenant,
+                               struct atr_akv_error *fail, struct atr_err *err)
+{
+    struct atr_akv_error local;
+    if (fail == NULL)
+        fail = &local;
+    memset(fail, 0, sizeof(*fail));
+    if (!tenant_ok(tenant))
+        return failed(fail, err, ATR_AKV_LOCAL, "akv: bad directory id");
+    struct batch_op o;
+    op_init(&o, ATR_AKV_OP_TOKEN);
+    snprintf(o.tenant, sizeof(o.tenant), "%s", tenant);
+    atr_status rc = run_single(&o, c, fail, err);
+    op_cleanup(&o);
     return rc;
 }
 
@@ -804,16 +1886,21 @@ atr_status atr_akv_wrap(struct atr_buf *out, char out_kid[ATR_AKV_KID_MAX],
         fail = &local;
     memset(fail, 0, sizeof(*fail));
     out_kid[0] = '\0';
-    struct atr_akv_key_uri k = *key;
-    k.version[0] = '\0'; /* always the latest version */
-    struct atr_buf tmp;
-    atr_buf_init(&tmp, ATR_AKV_VALUE_MAX);
-    atr_status rc = key_op(&tmp, out_kid, c, &k, ATR_AKV_OP_WRAP, alg, value, fail, err);
-    if (rc == ATR_OK && atr_buf_append(out, tmp.ptr, tmp.len) != ATR_OK)
+    struct batch_op o;
+    op_init(&o, ATR_AKV_OP_WRAP);
+    o.key = *key;
+    o.alg = alg;
+    if (value.len <= ATR_AKV_VALUE_MAX &&
+        atr_buf_append(&o.input, value.ptr, value.len) != ATR_OK) {
+        op_cleanup(&o);
+        return failed(fail, err, ATR_AKV_LOCAL, "akv: out of memory");
+    }
+    atr_status rc = run_single(&o, c, fail, err);
+    if (rc == ATR_OK && atr_buf_append(out, o.result.wrapped.ptr, o.result.wrapped.len) != ATR_OK)
         rc = failed(fail, err, ATR_AKV_LOCAL, "akv: no room for the wrapped value");
-    if (rc != ATR_OK)
-        out_kid[0] = '\0';
-    atr_buf_cleanup(&tmp);
+    if (rc == ATR_OK)
+        snprintf(out_kid, ATR_AKV_KID_MAX, "%s", o.result.kid);
+    op_cleanup(&o);
     return rc;
 }
 
@@ -825,16 +1912,25 @@ atr_status atr_akv_unwrap(struct atr_secret *out, char *out_kid, struct atr_akv_
     if (fail == NULL)
         fail = &local;
     memset(fail, 0, sizeof(*fail));
-    char kid[ATR_AKV_KID_MAX];
-    struct atr_buf tmp;
-    atr_buf_init(&tmp, ATR_AKV_VALUE_MAX);
-    atr_status rc = key_op(&tmp, kid, c, key, ATR_AKV_OP_UNWRAP, alg, wrapped, fail, err);
-    if (rc == ATR_OK && atr_secret_init_copy(out, tmp.ptr, tmp.len) != ATR_OK)
-        rc = failed(fail, err, ATR_AKV_LOCAL, "akv: out of secure memory");
     if (out_kid != NULL)
-        snprintf(out_kid, ATR_AKV_KID_MAX, "%s", rc == ATR_OK ? kid : "");
-    atr_wipe(tmp.ptr, tmp.len);
-    atr_buf_cleanup(&tmp);
+        out_kid[0] = '\0';
+    struct batch_op o;
+    op_init(&o, ATR_AKV_OP_UNWRAP);
+    o.key = *key;
+    o.alg = alg;
+    if (wrapped.len <= ATR_AKV_VALUE_MAX &&
+        atr_buf_append(&o.input, wrapped.ptr, wrapped.len) != ATR_OK) {
+        op_cleanup(&o);
+        return failed(fail, err, ATR_AKV_LOCAL, "akv: out of memory");
+    }
+    atr_status rc = run_single(&o, c, fail, err);
+    if (rc == ATR_OK) {
+        *out = o.result.unwrapped; /* moved */
+        memset(&o.result.unwrapped, 0, sizeof(o.result.unwrapped));
+        if (out_kid != NULL)
+            snprintf(out_kid, ATR_AKV_KID_MAX, "%s", o.result.kid);
+    }
+    op_cleanup(&o);
     return rc;
 }
 
@@ -847,35 +1943,15 @@ atr_status atr_akv_list_versions(struct atr_akv_versions *out, struct atr_akv_cl
         fail = &local;
     memset(fail, 0, sizeof(*fail));
     memset(out, 0, sizeof(*out));
-    char url[2048];
-    snprintf(url, sizeof(url), "%s/keys/%s/versions?api-version=%s&maxresults=%u", key->vault_url,
-             key->name, ATR_AKV_API_VERSION, c->page_size);
-    atr_status rc = ATR_OK;
-    for (unsigned page = 0; rc == ATR_OK && url[0] != '\0'; page++) {
-        if (page == c->max_pages) {
-            out->truncated = 1;
-            break;
-        }
-        struct atr_http_client_resp resp;
-        atr_http_client_resp_init(&resp);
-        rc = vault_call(&resp, c, key, "GET", url, NULL, fail, err);
-        if (rc == ATR_OK && resp.status == 200) {
-            char next[2048];
-            rc = atr_akv_versions_page_parse(out, next, sizeof(next), key,
-                                             (size_t)c->max_pages * ATR_AKV_PAGE_SIZE,
-                                             atr_buf_span(&resp.body), err);
-            if (rc != ATR_OK)
-                rc = failed(fail, err, ATR_AKV_UNEXPECTED,
-                            "the vault %s gave a malformed version list", key->host);
-            else
-                snprintf(url, sizeof(url), "%s", next);
-        } else if (rc == ATR_OK) {
-            rc = vault_answer_error(&resp, ATR_AKV_OP_LIST, key, fail, err);
-        }
-        atr_http_client_resp_cleanup(&resp);
+    struct batch_op o;
+    op_init(&o, ATR_AKV_OP_LIST);
+    o.key = *key;
+    atr_status rc = run_single(&o, c, fail, err);
+    if (rc == ATR_OK) {
+        *out = o.result.versions; /* moved */
+        memset(&o.result.versions, 0, sizeof(o.result.versions));
     }
-    if (rc != ATR_OK)
-        atr_akv_versions_cleanup(out);
+    op_cleanup(&o);
     return rc;
 }
 
@@ -903,16 +1979,6 @@ const struct atr_akv_key_version *atr_akv_versions_latest(const struct atr_akv_v
 
 /* ------------------------------------------------------------ batches */
 
-struct batch_op {
-    atr_akv_op op;
-    struct atr_akv_key_uri key;
-    atr_akv_alg alg;
-    struct atr_buf input;
-    char tenant[ATR_AKV_TENANT_MAX + 1];
-    struct atr_akv_result result;
-    int taken;
-};
-
 struct atr_akv_batch {
     struct atr_akv_client *c;
     struct batch_op *ops;
@@ -934,14 +2000,8 @@ void atr_akv_batch_free(struct atr_akv_batch *b)
 {
     if (b == NULL)
         return;
-    for (size_t i = 0; i < b->n; i++) {
-        struct batch_op *o = &b->ops[i];
-        atr_wipe(o->input.ptr, o->input.len);
-        atr_buf_cleanup(&o->input);
-        atr_buf_cleanup(&o->result.wrapped);
-        atr_secret_cleanup(&o->result.unwrapped);
-        atr_akv_versions_cleanup(&o->result.versions);
-    }
+    for (size_t i = 0; i < b->n; i++)
+        op_cleanup(&b->ops[i]);
     atr_free(b->ops);
     atr_free(b);
 }
@@ -962,11 +2022,7 @@ static atr_status batch_add(struct batch_op **out, size_t *out_index, struct atr
         b->cap = ncap;
     }
     struct batch_op *o = &b->ops[b->n];
-    memset(o, 0, sizeof(*o));
-    o->op = op;
-    o->result.op = op;
-    atr_buf_init(&o->input, ATR_AKV_VALUE_MAX);
-    atr_buf_init(&o->result.wrapped, ATR_AKV_VALUE_MAX);
+    op_init(o, op);
     if (out_index != NULL)
         *out_index = b->n;
     b->n++;
@@ -986,7 +2042,7 @@ static atr_status batch_add_value(struct atr_akv_batch *b, size_t *out_index, at
     o->alg = alg;
     if (atr_buf_append(&o->input, value.ptr, value.len) != ATR_OK) {
         b->n--;
-        atr_buf_cleanup(&o->input);
+        op_cleanup(o);
         return atr_err_set(err, ATR_E_NOMEM, "akv: out of memory");
     }
     return ATR_OK;
@@ -1031,46 +2087,24 @@ size_t atr_akv_batch_count(const struct atr_akv_batch *b)
     return b->n;
 }
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 atr_status atr_akv_batch_run(struct atr_akv_batch *b, unsigned timeout_ms, struct atr_err *err)
 {
     if (b->ran)
         return atr_err_set(err, ATR_E_INVALID, "akv: the batch already ran");
     b->ran = 1;
-    int64_t deadline = mono_ms() + timeout_ms;
-    for (size_t i = 0; i < b->n; i++) {
-        struct batch_op *o = &b->ops[i];
-        struct atr_akv_result *r = &o->result;
-        atr_err_clear(&r->err);
-        if (mono_ms() >= deadline) {
-            r->status = failed(&r->fail, &r->err,
-                               o->op == ATR_AKV_OP_TOKEN ? ATR_AKV_AUTHORITY_UNREACHABLE
-                                                         : ATR_AKV_VAULT_UNREACHABLE,
-                               "the batch's deadline passed before this operation ran");
-            continue;
+    if (b->n == 0)
+        return ATR_OK;
+    struct atr_err rerr;
+    atr_err_clear(&rerr);
+    atr_status rc = run_ops(b->c, b->ops, b->n, timeout_ms, &rerr);
+    if (rc != ATR_OK) {
+        /* no operation ran: each says why, so none reads as a success */
+        for (size_t i = 0; i < b->n; i++) {
+            struct atr_akv_result *r = &b->ops[i].result;
+            memset(&r->fail, 0, sizeof(r->fail));
+            r->status = failed(&r->fail, &r->err, ATR_AKV_LOCAL, "%s", atr_err_msg(&rerr));
         }
-        switch (o->op) {
-        case ATR_AKV_OP_WRAP:
-            r->status = atr_akv_wrap(&r->wrapped, r->kid, b->c, &o->key, o->alg,
-                                     atr_buf_span(&o->input), &r->fail, &r->err);
-            break;
-        case ATR_AKV_OP_UNWRAP:
-            r->status = atr_akv_unwrap(&r->unwrapped, r->kid, b->c, &o->key, o->alg,
-                                       atr_buf_span(&o->input), &r->fail, &r->err);
-            break;
-        case ATR_AKV_OP_LIST:
-            r->status = atr_akv_list_versions(&r->versions, b->c, &o->key, &r->fail, &r->err);
-            break;
-        default:
-            r->status = atr_akv_token_probe(b->c, o->tenant, &r->fail, &r->err);
-            break;
-        }
+        return atr_err_set(err, rc, "%s", atr_err_msg(&rerr));
     }
     return ATR_OK;
 }

@@ -46,19 +46,28 @@
  * challenge could make the service fetch, and hand over, a Key Vault token
  * of that directory.
  *
- * Transport: a small pool of HTTPS clients (http/client.h, libcurl easy
- * handles) shared by the calls, so connections, TLS sessions and DNS answers
- * are reused from one call to the next. Every request is HTTPS with peer
- * and host verification (a CA file may be given; verification cannot be
- * turned off), redirects are not followed, and each has a connect timeout,
- * a total timeout and a response size cap. Loopback works as any other host
- * (tests use https://127.0.0.1:PORT).
+ * Transport: libcurl's multi interface. A call or a batch runs on an
+ * engine (a multi handle with its connection and DNS caches, a share of TLS
+ * sessions and idle easy handles) that the client keeps between runs, so
+ * connections are reused from one call or batch to the next. Every request
+ * is HTTPS with peer and host verification (a CA file may be given;
+ * verification cannot be turned off), TLS 1.2 or later, redirects are not
+ * followed, and each has a connect timeout, a total timeout (opts.timeout_ms,
+ * cut to the run's deadline) and a response size cap. Loopback works as any
+ * other host (tests use https://127.0.0.1:PORT).
  *
  * Batches (atr_akv_batch_*) take many operations (for example, unwraps for
- * many tenants) and give each its own result. This version runs them one
- * after another on the pooled connections, within the batch's deadline;
- * running them concurrently through libcurl's multi interface (the design's
- * plan for many tenants) can come behind the same API.
+ * many tenants) and give each its own result. A run drives all of them at
+ * once, each a small state machine (token if needed -> vault request -> on
+ * a 401 challenge: token -> retry; listings follow nextLink), with at most
+ * opts.max_host_connections requests in flight per host and 64 in all
+ * (more wait for a free slot). Within a run, one operation asks a vault
+ * without a known challenge for it while the others to that vault wait, and
+ * a token is requested once per (authority, directory, resource) however
+ * many operations need it: concurrent needs, in the same run or in runs of
+ * other threads, share the one request in flight and its outcome. A blocking
+ * call is a batch of one. Results (causes, messages, kid, values, versions)
+ * are those of the blocking calls.
  *
  * Errors: every failure has a cause (atr_akv_cause) an administrator can act
  * on, an atr_status, and a one-line message in struct atr_err saying what to
@@ -77,8 +86,9 @@
  * atr_akv_batch_take_unwrapped() or wiped with the batch.
  *
  * Thread-safety: a client is internally locked and may be used by any
- * number of threads at once; each call takes its own connection from the
- * pool (caches are shared). A batch belongs to one thread.
+ * number of threads at once; each call or batch run takes its own engine
+ * (caches and token requests in flight are shared). A batch belongs to one
+ * thread.
  *
  * Time: token lifetimes and assertion times follow the injected clock
  * (opts.clock); network deadlines follow the real monotonic clock.
@@ -247,7 +257,7 @@ struct atr_akv_client_opts {
     unsigned timeout_ms;           /* one HTTP request; default 15000 */
     unsigned op_timeout_ms;        /* deadline of a blocking call; default 30000 */
     size_t max_response;           /* response body cap in bytes; default 256 KiB */
-    unsigned max_host_connections; /* parallel connections per host in a run; default 16 */
+    unsigned max_host_connections; /* parallel requests per host in a run; default 16, max 256 */
     unsigned page_size;            /* maxresults of listings, 1..25; default 25 */
     unsigned max_pages;            /* pages per listing; default ATR_AKV_MAX_PAGES */
     const char *user_agent;        /* default "atrest/<version>" */
@@ -446,10 +456,13 @@ ATR_MUST_CHECK atr_status atr_akv_batch_add_token(struct atr_akv_batch *b, size_
 size_t atr_akv_batch_count(const struct atr_akv_batch *b);
 
 /**
- * Runs every operation, one after another, until all are done or
- * @p timeout_ms (real time) has passed; operations not started by then
- * fail (cause VAULT_UNREACHABLE or AUTHORITY_UNREACHABLE, whichever they
- * would have called). A batch runs once.
+ * Runs every operation concurrently (see the module comment) until all are
+ * done or @p timeout_ms (real time) has passed. Requests are cut to the
+ * deadline; operations not done by then fail with cause VAULT_UNREACHABLE or
+ * AUTHORITY_UNREACHABLE, whichever they were waiting for (a message says
+ * whether they had not started, were waiting, or had a request unanswered).
+ * A batch runs once. When the run cannot start, every result says why
+ * (cause LOCAL).
  * @return ATR_OK when the run took place (read each result: operations fail
  *         individually), ATR_E_INVALID (already run), ATR_E_NOMEM /
  *         ATR_E_INTERNAL when the run itself could not start.
