@@ -14,8 +14,10 @@
 #   key disabled; key soft-deleted then recovered; list removed (roll
 #   check fails, data keeps working); firewall; service principal
 #   disabled; vault 5xx; vault 429 with Retry-After; vault stopped then
-#   started; roll after a rotation (audited, version shown); disable then
-#   enable again.
+#   started; key expired; vault slow; the vault's certificate from another
+#   CA; roll after a rotation (audited, version shown), after the vault's
+#   rotation policy fires, and while ingesting; restart; disable then
+#   enable again; key purged (locked for good, with the reason).
 set -euo pipefail
 bin=${1:?usage: byok_monitor.sh path/to/atrest}
 . "$(dirname "$0")/lib.sh"
@@ -195,6 +197,63 @@ pass
 jq -e '.rolled == 0' "$t/pass" >/dev/null || fail "a second roll without a new version"
 [ "$(count)" -eq "$(sent)" ] || fail "records after the roll"
 
+echo "--- key expired (the vault's clock passes the version's exp)"
+cur=$(enc | jq -r .keyVersion)
+vnow=$("$bin" vault clock --advance 0 "${va[@]}" | jq -r .now) # the vault's time, Unix seconds
+exp=$((vnow + 3600))
+vcall PATCH "/keys/k1/${cur##*/}" "{\"attributes\":{\"exp\":$exp}}" >/dev/null
+"$bin" vault clock --advance 7200 "${va[@]}" >/dev/null
+probe_now
+expect_state degraded KeyExpired
+vcall PATCH "/keys/k1/${cur##*/}" '{"attributes":{"exp":4102444800}}' >/dev/null
+probe_now
+expect_state customer
+
+echo "--- vault slow (1.5 s per call): still healthy"
+"$bin" vault faults --latency-ms 1500 "${va[@]}" >/dev/null
+probe_now
+expect_state customer
+"$bin" vault faults --latency-ms 0 "${va[@]}" >/dev/null
+
+echo "--- vault TLS certificate from another CA, then the right one again"
+vport=${vurl##*:}
+"$bin" cert --dir "$t/tls-other" --host 127.0.0.1 --host localhost >/dev/null
+atr_stop vault
+atr_start vault "$bin" vault serve --dir "$t/vault" --cert "$t/tls-other/server.pem" \
+    --key "$t/tls-other/server.key" --port "$vport" --idp "$idp" --ca "$ca" \
+    --default-vault contoso --test-mode
+probe_now
+expect_state degraded VaultTlsError
+atr_stop vault
+atr_start vault "$bin" vault serve --dir "$t/vault" "${tls[@]}" --port "$vport" --idp "$idp" \
+    --ca "$ca" --default-vault contoso --test-mode
+probe_now
+expect_state customer
+
+echo "--- the vault's rotation policy fires: rolled within the roll interval"
+before=$(enc | jq -r .keyVersion)
+vcall PUT /keys/k1/rotationpolicy \
+    '{"lifetimeActions":[{"trigger":{"timeAfterCreate":"P7D"},"action":{"type":"Rotate"}}],"attributes":{"expiryTime":"P90D"}}' \
+    >"$t/policy"
+"$bin" vault clock --advance $((8 * 86400)) "${va[@]}" >"$t/vclock"
+advance 61
+pass
+after=$(enc | jq -r .keyVersion)
+[ "${after##*/}" != "${before##*/}" ] ||
+    fail "no roll after the rotation policy fired: $(cat "$t/policy") $(cat "$t/vclock") $(vcall GET /keys/k1/rotationpolicy)"
+vcall PUT /keys/k1/rotationpolicy '{"lifetimeActions":[],"attributes":{"expiryTime":"P90D"}}' \
+    >/dev/null
+
+echo "--- roll while ingesting"
+for i in $(seq 1 20); do ingest "during-roll-$i" >/dev/null; done &
+bg=$!
+vcall POST /keys/k1/rotate >/dev/null
+advance 61
+pass
+wait "$bg"
+jq -e '.rolled == 1' "$t/pass" >/dev/null || fail "no roll while ingesting: $(cat "$t/pass")"
+[ "$(count)" -eq "$(sent)" ] || fail "records after a roll during ingest: $(count), want $(sent)"
+
 echo "--- restart: the monitor watches the tenant again, reads go through the new version"
 atr_stop service
 n=$(sqlite3 "$t/svc/atrest.db" "SELECT count(*) FROM blocks WHERE key_ref = 'reserve'")
@@ -213,4 +272,22 @@ got=$(scall PUT "/v1/tenants/$tid/encryption" "{\"keyUri\":\"$vurl/keys/k1\"}")
 [ "${got%% *}" = 200 ] || fail "enable again: $got"
 expect_state customer
 [ "$(count)" -eq "$(sent)" ] || fail "records after disable and enable: $(count), want $(sent)"
-echo "cli.byok_monitor: ok ($(sent) batches readable)"
+n=$(sent)
+echo "--- key purged (deleted, then its retention passes): locked for good, with the reason"
+vcall DELETE /keys/k1 >/dev/null
+"$bin" vault clock --advance $((91 * 86400)) "${va[@]}" >/dev/null
+got=$(vcall GET /deletedkeys/k1)
+grep -q KeyNotFound <<<"$got" || fail "the key was not purged: $got"
+probe_now
+expect_state degraded KeyNotFound
+advance 3600
+pass
+expect_state locked KeyNotFound
+got=$(scall GET "/v1/tenants/$tid/records")
+[ "${got%% *}" = 423 ] || fail "read with the key purged: $got"
+for _ in 1 2 3; do
+    advance 600
+    pass
+done
+expect_state locked KeyNotFound
+echo "cli.byok_monitor: ok ($n batches readable before the purge)"
