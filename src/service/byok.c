@@ -419,3 +419,168 @@ atr_status atr_byok_refresh_token(struct atr_byok *b, const char *tenant,
 {
     return atr_akv_token_probe(b->akv, tenant, fail, err);
 }
+
+/* Marks every entry of a failed batch set-up with @p rc and @p err. */
+static void probes_fail(struct atr_byok_probe *p, size_t n, atr_status rc, const struct atr_err *e)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (p[i].rc != ATR_OK)
+            continue;
+        p[i].rc = rc;
+        p[i].fail.cause = ATR_AKV_LOCAL;
+        p[i].err = *e;
+    }
+}
+
+void atr_byok_probe_many(struct atr_byok *b, struct atr_byok_probe *p, size_t n,
+                         unsigned timeout_ms)
+{
+    struct atr_err err;
+    atr_err_clear(&err);
+    size_t *idx = atr_calloc(n > 0 ? n : 1, sizeof(*idx));
+    struct atr_akv_key_uri *keys = atr_calloc(n > 0 ? n : 1, sizeof(*keys));
+    for (size_t i = 0; i < n; i++) {
+        memset(&p[i].fail, 0, sizeof(p[i].fail));
+        atr_err_clear(&p[i].err);
+        atr_buf_init(&p[i].inner, ATR_AKV_VALUE_MAX);
+        p[i].rc = ATR_OK;
+    }
+    if (idx == NULL || keys == NULL) {
+        atr_err_set(&err, ATR_E_NOMEM, "byok: out of memory");
+        probes_fail(p, n, ATR_E_NOMEM, &err);
+        goto out;
+    }
+    /* step 1: a fresh token per directory (one request per directory, shared) */
+    struct atr_akv_batch *tb = NULL;
+    atr_status rc = atr_akv_batch_new(&tb, b->akv, &err);
+    for (size_t i = 0; rc == ATR_OK && i < n; i++)
+        rc = atr_akv_batch_add_token(tb, &idx[i], p[i].tenant, &p[i].err);
+    if (rc == ATR_OK)
+        rc = atr_akv_batch_run(tb, timeout_ms, &err);
+    if (rc != ATR_OK) {
+        atr_akv_batch_free(tb);
+        probes_fail(p, n, rc, &err);
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const struct atr_akv_result *r = atr_akv_batch_result(tb, idx[i]);
+        if (r != NULL && r->status != ATR_OK) {
+            p[i].rc = r->status;
+            p[i].fail = r->fail;
+            p[i].err = r->err;
+        }
+    }
+    atr_akv_batch_free(tb);
+    /* step 2: unwrap each stored layer with the version that made it */
+    struct atr_akv_batch *ub = NULL;
+    if ((rc = atr_akv_batch_new(&ub, b->akv, &err)) != ATR_OK) {
+        probes_fail(p, n, rc, &err);
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (p[i].rc != ATR_OK)
+            continue;
+        if (atr_akv_uri_parse(&keys[i], p[i].kid, &p[i].err) != ATR_OK ||
+            keys[i].version[0] == '\0') {
+            p[i].rc = atr_err_set(&p[i].err, ATR_E_INVALID,
+                                  "byok: the stored key id is not a versioned key URI");
+            p[i].fail.cause = ATR_AKV_LOCAL;
+            continue;
+        }
+        snprintf(keys[i].directory, sizeof(keys[i].directory), "%s", p[i].tenant);
+        p[i].rc = atr_akv_batch_add_unwrap(ub, &idx[i], &keys[i], ATR_AKV_RSA_OAEP_256, p[i].blob,
+                                           &p[i].err);
+        if (p[i].rc != ATR_OK)
+            p[i].fail.cause = ATR_AKV_LOCAL;
+    }
+    if ((rc = atr_akv_batch_run(ub, timeout_ms, &err)) != ATR_OK) {
+        atr_akv_batch_free(ub);
+        probes_fail(p, n, rc, &err);
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (p[i].rc != ATR_OK)
+            continue;
+        const struct atr_akv_result *r = atr_akv_batch_result(ub, idx[i]);
+        if (r == NULL || r->status != ATR_OK) {
+            p[i].rc = r != NULL ? r->status : ATR_E_INTERNAL;
+            if (r != NULL) {
+                p[i].fail = r->fail;
+                p[i].err = r->err;
+            }
+            continue;
+        }
+        struct atr_secret v = ATR_SECRET_INIT;
+        p[i].rc = atr_akv_batch_take_unwrapped(&v, ub, idx[i]);
+        if (p[i].rc == ATR_OK)
+            p[i].rc = atr_buf_append(&p[i].inner, atr_secret_cdata(&v), atr_secret_len(&v));
+        if (p[i].rc != ATR_OK) {
+            (void)atr_err_set(&p[i].err, p[i].rc, "byok: cannot keep the unwrapped value");
+            p[i].fail.cause = ATR_AKV_LOCAL;
+        }
+        atr_secret_cleanup(&v);
+    }
+    atr_akv_batch_free(ub);
+out:
+    atr_free(idx);
+    atr_free(keys);
+}
+
+void atr_byok_latest_many(struct atr_byok *b, struct atr_byok_latest *q, size_t n,
+                          unsigned timeout_ms)
+{
+    struct atr_err err;
+    atr_err_clear(&err);
+    size_t *idx = atr_calloc(n > 0 ? n : 1, sizeof(*idx));
+    struct atr_akv_batch *lb = NULL;
+    atr_status rc = idx == NULL ? atr_err_set(&err, ATR_E_NOMEM, "byok: out of memory")
+                                : atr_akv_batch_new(&lb, b->akv, &err);
+    for (size_t i = 0; i < n; i++) {
+        memset(&q[i].fail, 0, sizeof(q[i].fail));
+        atr_err_clear(&q[i].err);
+        q[i].kid[0] = '\0';
+        q[i].rc = rc;
+        if (rc != ATR_OK) {
+            q[i].err = err;
+            q[i].fail.cause = ATR_AKV_LOCAL;
+            continue;
+        }
+        struct atr_akv_key_uri key;
+        q[i].rc = stored_uri(&key, q[i].tenant, q[i].key_uri, &q[i].fail, &q[i].err);
+        if (q[i].rc == ATR_OK)
+            q[i].rc = atr_akv_batch_add_list_versions(lb, &idx[i], &key, &q[i].err);
+    }
+    if (rc == ATR_OK && (rc = atr_akv_batch_run(lb, timeout_ms, &err)) != ATR_OK) {
+        for (size_t i = 0; i < n; i++) {
+            if (q[i].rc == ATR_OK) {
+                q[i].rc = rc;
+                q[i].err = err;
+                q[i].fail.cause = ATR_AKV_LOCAL;
+            }
+        }
+    }
+    int64_t now = atr_clock_now_s(b->clock);
+    for (size_t i = 0; rc == ATR_OK && i < n; i++) {
+        if (q[i].rc != ATR_OK)
+            continue;
+        const struct atr_akv_result *r = atr_akv_batch_result(lb, idx[i]);
+        if (r == NULL || r->status != ATR_OK) {
+            q[i].rc = r != NULL ? r->status : ATR_E_INTERNAL;
+            if (r != NULL) {
+                q[i].fail = r->fail;
+                q[i].err = r->err;
+            }
+            continue;
+        }
+        const struct atr_akv_key_version *latest = atr_akv_versions_latest(&r->versions, now);
+        if (latest == NULL) {
+            q[i].fail.cause = ATR_AKV_KEY_DISABLED;
+            q[i].rc = atr_err_set(&q[i].err, ATR_E_UNAVAILABLE,
+                                  "the key has no enabled version that is valid now");
+        } else {
+            snprintf(q[i].kid, sizeof(q[i].kid), "%s", latest->kid);
+        }
+    }
+    atr_akv_batch_free(lb);
+    atr_free(idx);
+}

@@ -147,6 +147,41 @@ ATR_MUST_CHECK atr_status atr_byok_wrap_uri(struct atr_buf *out, char out_kid[AT
 ATR_MUST_CHECK atr_status atr_byok_refresh_token(struct atr_byok *b, const char *tenant,
                                                  struct atr_akv_error *fail, struct atr_err *err);
 
+/* One tenant of atr_byok_probe_many(). */
+struct atr_byok_probe {
+    const char *tenant;   /* in: the directory */
+    const char *kid;      /* in: the stored kid (with version) */
+    struct atr_span blob; /* in: the stored customer layer */
+    atr_status rc;        /* out */
+    struct atr_akv_error fail;
+    struct atr_err err;
+    struct atr_buf inner; /* out: SRK-wrap(TK) on ATR_OK (initialised by the call; the
+                             caller cleans it up) */
+};
+
+/**
+ * Probes many tenants at once (the key monitor): a fresh token for each
+ * directory (a disabled service principal shows at once, not when a cached
+ * token expires), then an unwrap of each stored customer layer, each step
+ * one concurrent batch (kms/akv.h) bounded by @p timeout_ms.
+ */
+void atr_byok_probe_many(struct atr_byok *b, struct atr_byok_probe *p, size_t n,
+                         unsigned timeout_ms);
+
+/* One tenant of atr_byok_latest_many(). */
+struct atr_byok_latest {
+    const char *tenant;  /* in */
+    const char *key_uri; /* in: the stored key URI */
+    atr_status rc;       /* out; as atr_byok_latest() */
+    struct atr_akv_error fail;
+    struct atr_err err;
+    char kid[ATR_AKV_KID_MAX]; /* out: the newest usable version */
+};
+
+/** atr_byok_latest() for many tenants in one concurrent batch (roll checks). */
+void atr_byok_latest_many(struct atr_byok *b, struct atr_byok_latest *q, size_t n,
+                          unsigned timeout_ms);
+
 /** The API code of a cause ("KeyDisabled", "PermissionMissing", ...). */
 const char *atr_byok_code(atr_akv_cause cause);
 

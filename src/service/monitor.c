@@ -173,11 +173,11 @@ static void do_lock(struct atr_monitor *m, const char *tenant, struct atr_monito
     }
 }
 
-static void do_probe(struct atr_monitor *m, const char *tenant, struct atr_monitor_pass *p)
+/* Applies the outcome @p op of a probe of @p tenant. */
+static void apply_probe(struct atr_monitor *m, const char *tenant,
+                        const struct atr_monitor_outcome *op, struct atr_monitor_pass *p)
 {
-    struct atr_monitor_outcome o;
-    memset(&o, 0, sizeof(o));
-    m->ops.probe(&o, tenant, m->ops.ctx);
+    struct atr_monitor_outcome o = *op;
     p->probes++;
     if (o.gone) {
         atr_monitor_untrack(m, tenant);
@@ -234,11 +234,11 @@ static void do_probe(struct atr_monitor *m, const char *tenant, struct atr_monit
     }
 }
 
-static void do_roll(struct atr_monitor *m, const char *tenant, struct atr_monitor_pass *p)
+/* Applies the outcome @p op of a roll check of @p tenant. */
+static void apply_roll(struct atr_monitor *m, const char *tenant,
+                       const struct atr_monitor_outcome *op, struct atr_monitor_pass *p)
 {
-    struct atr_monitor_outcome o;
-    memset(&o, 0, sizeof(o));
-    m->ops.roll(&o, tenant, m->ops.ctx);
+    struct atr_monitor_outcome o = *op;
     p->rolls++;
     if (o.gone) {
         atr_monitor_untrack(m, tenant);
@@ -360,21 +360,44 @@ void atr_monitor_run(struct atr_monitor *m, struct atr_monitor_pass *out)
     pthread_mutex_lock(&m->run_lock);
     struct work *w = NULL;
     size_t n = collect(m, &w);
-    for (size_t i = 0; i < n; i++) {
+    const char **names = n > 0 ? atr_calloc(n, sizeof(*names)) : NULL;
+    struct atr_monitor_outcome *outs =
+        n > 0 ? atr_calloc(n < ATR_MONITOR_BATCH ? n : ATR_MONITOR_BATCH, sizeof(*outs)) : NULL;
+    if (n > 0 && (names == NULL || outs == NULL))
+        n = 0; /* out of memory: the next pass tries again */
+    for (size_t i = 0; i < n; i++)
         if (w[i].lock)
             do_lock(m, w[i].tenant, &p);
+    /* probes, a batch at a time */
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
         if (w[i].probe)
-            do_probe(m, w[i].tenant, &p);
-        if (w[i].roll) {
-            /* only when the probe of this pass (if any) left the unwrap working */
-            pthread_mutex_lock(&m->lock);
-            const struct entry *e = find(m, w[i].tenant);
-            int go = e != NULL && e->health != ATR_MONITOR_LOCKED && e->failures == 0;
-            pthread_mutex_unlock(&m->lock);
-            if (go)
-                do_roll(m, w[i].tenant, &p);
-        }
+            names[k++] = w[i].tenant;
+    for (size_t at = 0; at < k; at += ATR_MONITOR_BATCH) {
+        size_t c = k - at < ATR_MONITOR_BATCH ? k - at : ATR_MONITOR_BATCH;
+        memset(outs, 0, c * sizeof(*outs));
+        m->ops.probe(outs, names + at, c, m->ops.ctx);
+        for (size_t j = 0; j < c; j++)
+            apply_probe(m, names[at + j], &outs[j], &p);
     }
+    /* roll checks, only where the unwrap works (this pass's probe included) */
+    k = 0;
+    pthread_mutex_lock(&m->lock);
+    for (size_t i = 0; i < n; i++) {
+        const struct entry *e = w[i].roll ? find(m, w[i].tenant) : NULL;
+        if (e != NULL && e->health != ATR_MONITOR_LOCKED && e->failures == 0)
+            names[k++] = w[i].tenant;
+    }
+    pthread_mutex_unlock(&m->lock);
+    for (size_t at = 0; at < k; at += ATR_MONITOR_BATCH) {
+        size_t c = k - at < ATR_MONITOR_BATCH ? k - at : ATR_MONITOR_BATCH;
+        memset(outs, 0, c * sizeof(*outs));
+        m->ops.roll(outs, names + at, c, m->ops.ctx);
+        for (size_t j = 0; j < c; j++)
+            apply_roll(m, names[at + j], &outs[j], &p);
+    }
+    atr_free(outs);
+    atr_free(names);
     atr_free(w);
     refill_due(m);
     pthread_mutex_unlock(&m->run_lock);

@@ -28,7 +28,8 @@
  *            restores it (healthy, or degraded while its roll check fails).
  *
  * The monitor decides; the owner acts, through callbacks that run on the
- * monitor's thread (or on the caller of atr_monitor_run()) without any
+ * monitor's thread (probes and roll checks of many tenants in one call, so
+ * their vault calls can run concurrently) (or on the caller of atr_monitor_run()) without any
  * monitor lock held: probe and roll talk to the vault, transition persists
  * a health change (state, reason, audit) and refill keeps the reserve of
  * pre-wrapped data keys full while a tenant is healthy. A transition that
@@ -52,6 +53,7 @@
 #define ATR_MONITOR_CODE_MAX   48
 #define ATR_MONITOR_REASON_MAX 512
 #define ATR_MONITOR_KID_MAX    1025 /* a kid (ATR_STORE_URI_MAX) plus NUL */
+#define ATR_MONITOR_BATCH      256  /* tenants per probe or roll call */
 
 #define ATR_MONITOR_ROLL_DEFAULT_MS         60000
 #define ATR_MONITOR_PROBE_DEFAULT_MS        300000
@@ -93,9 +95,14 @@ struct atr_monitor_outcome {
     char reason[ATR_MONITOR_REASON_MAX]; /* failure: what happened and what fixes it */
 };
 
+/*
+ * Probe and roll work on up to ATR_MONITOR_BATCH tenants per call, so the
+ * owner can run their vault calls concurrently: out[i] (zeroed) is the
+ * outcome for tenants[i].
+ */
 struct atr_monitor_ops {
-    void (*probe)(struct atr_monitor_outcome *out, const char *tenant, void *ctx);
-    void (*roll)(struct atr_monitor_outcome *out, const char *tenant, void *ctx);
+    void (*probe)(struct atr_monitor_outcome *out, const char *const *tenants, size_t n, void *ctx);
+    void (*roll)(struct atr_monitor_outcome *out, const char *const *tenants, size_t n, void *ctx);
     /* persists from -> to (@p why: the failure, or the success that restores) */
     atr_status (*transition)(const char *tenant, atr_monitor_health from, atr_monitor_health to,
                              const struct atr_monitor_outcome *why, void *ctx);

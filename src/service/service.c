@@ -1494,38 +1494,72 @@ static int monitor_row(struct atr_store_tenant *t, struct atr_monitor_outcome *o
     return 1;
 }
 
-static void mon_probe(struct atr_monitor_outcome *o, const char *tenant, void *ctx)
+#define MONITOR_BATCH_TIMEOUT_MS 60000
+
+/*
+ * Probes a batch of tenants: a fresh token for each directory (a cached one
+ * would hide a service principal disabled or deleted in the customer's
+ * directory for up to its lifetime, about an hour), then an unwrap of each
+ * stored customer layer, all concurrently; then the SRK layer here.
+ */
+static void mon_probe(struct atr_monitor_outcome *o, const char *const *tenants, size_t n,
+                      void *ctx)
 {
     struct atr_service *s = ctx;
-    struct atr_store_tenant t;
-    atr_store_tenant_init(&t);
-    if (monitor_row(&t, o, s, tenant)) {
+    struct atr_store_tenant *rows = atr_calloc(n, sizeof(*rows));
+    struct atr_byok_probe *pr = atr_calloc(n, sizeof(*pr));
+    size_t *of = atr_calloc(n, sizeof(*of)); /* probe index -> tenant index */
+    if (rows == NULL || pr == NULL || of == NULL) {
+        for (size_t i = 0; i < n; i++) {
+            o[i].transient = 1;
+            snprintf(o[i].code, sizeof(o[i].code), "InternalError");
+            snprintf(o[i].reason, sizeof(o[i].reason), "out of memory");
+        }
+        goto out;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        atr_store_tenant_init(&rows[i]);
+        if (!monitor_row(&rows[i], &o[i], s, tenants[i]))
+            continue;
+        pr[k].tenant = rows[i].id;
+        pr[k].kid = rows[i].customer_kid;
+        pr[k].blob = atr_buf_span(&rows[i].customer_blob);
+        of[k++] = i;
+    }
+    atr_metrics_add(s->metrics, ATR_METRICS_VAULT_CALLS, 2 * k);
+    atr_byok_probe_many(s->byok, pr, k, MONITOR_BATCH_TIMEOUT_MS);
+    for (size_t j = 0; j < k; j++) {
+        size_t i = of[j];
+        const struct atr_store_tenant *t = &rows[i];
         struct atr_secret tk = ATR_SECRET_INIT;
-        struct atr_akv_error fail;
-        memset(&fail, 0, sizeof(fail));
-        struct atr_err err;
-        atr_err_clear(&err);
-        /*
-         * A fresh token first: a cached one would hide a service principal disabled or
-         * deleted in the customer's directory for up to its lifetime (about an hour).
-         */
-        atr_status rc = atr_byok_refresh_token(s->byok, tenant, &fail, &err);
-        if (rc == ATR_OK)
-            rc = tk_unwrap_row(&tk, s, &t, &fail, &err);
+        atr_status rc = pr[j].rc;
         if (rc == ATR_OK) {
-            o->ok = 1;
-            snprintf(o->kid, sizeof(o->kid), "%s", t.customer_kid);
+            struct atr_kms_keyref ref;
+            atr_srk_keyref_format(&ref, (uint32_t)t->srk_version);
+            rc = atr_keyring_tk_unwrap(&tk, atr_srk_file_provider(s->srk), &ref,
+                                       atr_buf_span(&pr[j].inner), t->id, &pr[j].err);
+        }
+        if (rc == ATR_OK) {
+            o[i].ok = 1;
+            snprintf(o[i].kid, sizeof(o[i].kid), "%s", t->customer_kid);
             /* a cached key lives on for another grace */
-            if (atr_keyring_set_deadline(s->ring, tenant, atr_clock_mono_ms(s->clock) + s->grace_ms,
+            if (atr_keyring_set_deadline(s->ring, t->id, atr_clock_mono_ms(s->clock) + s->grace_ms,
                                          NULL) != ATR_OK) {
                 /* not cached: nothing to extend */
             }
         } else {
-            outcome_fail(o, &fail, &err);
+            outcome_fail(&o[i], &pr[j].fail, &pr[j].err);
         }
         atr_secret_cleanup(&tk);
+        atr_buf_cleanup(&pr[j].inner);
     }
-    atr_store_tenant_cleanup(&t);
+out:
+    for (size_t i = 0; rows != NULL && i < n; i++)
+        atr_store_tenant_cleanup(&rows[i]);
+    atr_free(rows);
+    atr_free(pr);
+    atr_free(of);
 }
 
 /* The version part of a kid ("" when it has none). */
@@ -1535,11 +1569,11 @@ static const char *kid_version(const char *kid)
     return slash != NULL ? slash + 1 : "";
 }
 
-static void mon_roll(struct atr_monitor_outcome *o, const char *tenant, void *ctx)
+/* Rolls tenant row @p t to the version @p latest (the list was done by the caller). */
+static void roll_to(struct atr_monitor_outcome *o, struct atr_service *s,
+                    struct atr_store_tenant *t, const char *latest)
 {
-    struct atr_service *s = ctx;
-    struct atr_store_tenant t;
-    atr_store_tenant_init(&t);
+    const char *tenant = t->id;
     struct atr_buf inner, outer;
     atr_buf_init(&inner, ATR_STORE_WRAPPED_MAX);
     atr_buf_init(&outer, ATR_STORE_WRAPPED_MAX);
@@ -1547,17 +1581,10 @@ static void mon_roll(struct atr_monitor_outcome *o, const char *tenant, void *ct
     memset(&fail, 0, sizeof(fail));
     struct atr_err err;
     atr_err_clear(&err);
-    char latest[ATR_AKV_KID_MAX], kid[ATR_AKV_KID_MAX];
-    if (!monitor_row(&t, o, s, tenant))
-        goto done;
-    atr_metrics_add(s->metrics, ATR_METRICS_VAULT_CALLS, 1);
-    if (atr_byok_latest(latest, s->byok, tenant, t.key_uri, &fail, &err) != ATR_OK) {
-        outcome_fail(o, &fail, &err);
-        goto done;
-    }
-    if (strcasecmp(kid_version(latest), kid_version(t.customer_kid)) == 0) {
+    char kid[ATR_AKV_KID_MAX];
+    if (strcasecmp(kid_version(latest), kid_version(t->customer_kid)) == 0) {
         o->ok = 1;
-        snprintf(o->kid, sizeof(o->kid), "%s", t.customer_kid);
+        snprintf(o->kid, sizeof(o->kid), "%s", t->customer_kid);
         goto done;
     }
     /* unwrap with the stored version (the cached key saves that call), wrap with the latest */
@@ -1573,31 +1600,31 @@ static void mon_roll(struct atr_monitor_outcome *o, const char *tenant, void *ct
         version = (int32_t)v;
     } else {
         atr_metrics_add(s->metrics, ATR_METRICS_VAULT_CALLS, 1);
-        rc = inner_current(&inner, &version, s, &t, &fail, &err);
+        rc = inner_current(&inner, &version, s, t, &fail, &err);
     }
     atr_secret_cleanup(&tk);
     if (rc == ATR_OK) {
         atr_metrics_add(s->metrics, ATR_METRICS_VAULT_CALLS, 1);
-        rc = atr_byok_wrap_uri(&outer, kid, s->byok, tenant, t.key_uri, atr_buf_span(&inner), &fail,
-                               &err);
+        rc = atr_byok_wrap_uri(&outer, kid, s->byok, tenant, t->key_uri, atr_buf_span(&inner),
+                               &fail, &err);
     }
     if (rc != ATR_OK) {
         outcome_fail(o, &fail, &err);
         goto done;
     }
     char old_kid[ATR_STORE_URI_MAX + 1];
-    snprintf(old_kid, sizeof(old_kid), "%s", t.customer_kid);
-    atr_buf_reset(&t.customer_blob);
-    if ((rc = atr_buf_append(&t.customer_blob, outer.ptr, outer.len)) == ATR_OK) {
-        snprintf(t.customer_kid, sizeof(t.customer_kid), "%s", kid);
-        t.srk_version = version;
-        t.updated_ms = now_ms(s);
+    snprintf(old_kid, sizeof(old_kid), "%s", t->customer_kid);
+    atr_buf_reset(&t->customer_blob);
+    if ((rc = atr_buf_append(&t->customer_blob, outer.ptr, outer.len)) == ATR_OK) {
+        snprintf(t->customer_kid, sizeof(t->customer_kid), "%s", kid);
+        t->srk_version = version;
+        t->updated_ms = now_ms(s);
         struct atr_store_audit_event ev;
         audit_event(&ev, s, tenant, MONITOR_ACTOR, "encryption.roll",
-                    json_pack("{s:s,s:s,s:s}", "keyUri", t.key_uri, "keyVersion", kid,
+                    json_pack("{s:s,s:s,s:s}", "keyUri", t->key_uri, "keyVersion", kid,
                               "previousKeyVersion", old_kid));
         atr_failpoint("roll.before_store");
-        rc = update_audited(s, &t, &ev, &err);
+        rc = update_audited(s, t, &ev, &err);
         if (rc == ATR_OK)
             atr_failpoint("roll.after_store");
     }
@@ -1620,7 +1647,50 @@ static void mon_roll(struct atr_monitor_outcome *o, const char *tenant, void *ct
 done:
     atr_buf_cleanup(&inner);
     atr_buf_cleanup(&outer);
-    atr_store_tenant_cleanup(&t);
+}
+
+/*
+ * Roll checks for a batch of tenants: the version listings run
+ * concurrently; the (rare) rolls to a newer version follow one by one.
+ */
+static void mon_roll(struct atr_monitor_outcome *o, const char *const *tenants, size_t n, void *ctx)
+{
+    struct atr_service *s = ctx;
+    struct atr_store_tenant *rows = atr_calloc(n, sizeof(*rows));
+    struct atr_byok_latest *q = atr_calloc(n, sizeof(*q));
+    size_t *of = atr_calloc(n, sizeof(*of));
+    if (rows == NULL || q == NULL || of == NULL) {
+        for (size_t i = 0; i < n; i++) {
+            o[i].transient = 1;
+            snprintf(o[i].code, sizeof(o[i].code), "InternalError");
+            snprintf(o[i].reason, sizeof(o[i].reason), "out of memory");
+        }
+        goto out;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        atr_store_tenant_init(&rows[i]);
+        if (!monitor_row(&rows[i], &o[i], s, tenants[i]))
+            continue;
+        q[k].tenant = rows[i].id;
+        q[k].key_uri = rows[i].key_uri;
+        of[k++] = i;
+    }
+    atr_metrics_add(s->metrics, ATR_METRICS_VAULT_CALLS, k);
+    atr_byok_latest_many(s->byok, q, k, MONITOR_BATCH_TIMEOUT_MS);
+    for (size_t j = 0; j < k; j++) {
+        size_t i = of[j];
+        if (q[j].rc != ATR_OK)
+            outcome_fail(&o[i], &q[j].fail, &q[j].err);
+        else
+            roll_to(&o[i], s, &rows[i], q[j].kid);
+    }
+out:
+    for (size_t i = 0; rows != NULL && i < n; i++)
+        atr_store_tenant_cleanup(&rows[i]);
+    atr_free(rows);
+    atr_free(q);
+    atr_free(of);
 }
 
 static atr_store_state state_of(atr_monitor_health h)

@@ -30,17 +30,16 @@ struct fake {
     int probe_ok, roll_ok, rolled_next, transient;
     int64_t retry_after_ms;
     int fail_transition;
-    int probes, rolls, refills;
+    int probes, rolls, refills, probe_calls;
+    size_t max_batch;
     int64_t probe_at[64];
     atr_monitor_health last_from, last_to;
     int transitions;
     char last_code[ATR_MONITOR_CODE_MAX];
 };
 
-static void f_probe(struct atr_monitor_outcome *o, const char *tenant, void *ctx)
+static void f_probe1(struct atr_monitor_outcome *o, struct fake *f)
 {
-    struct fake *f = ctx;
-    (void)tenant;
     if (f->probes < 64)
         f->probe_at[f->probes] = atr_clock_mono_ms(&tclock.base);
     f->probes++;
@@ -53,16 +52,29 @@ static void f_probe(struct atr_monitor_outcome *o, const char *tenant, void *ctx
     }
 }
 
-static void f_roll(struct atr_monitor_outcome *o, const char *tenant, void *ctx)
+static void f_probe(struct atr_monitor_outcome *o, const char *const *tenants, size_t n, void *ctx)
 {
     struct fake *f = ctx;
-    (void)tenant;
-    f->rolls++;
-    o->ok = f->roll_ok;
-    o->rolled = f->roll_ok && f->rolled_next;
+    (void)tenants;
+    f->probe_calls++;
+    if (n > f->max_batch)
+        f->max_batch = n;
+    for (size_t i = 0; i < n; i++)
+        f_probe1(&o[i], f);
+}
+
+static void f_roll(struct atr_monitor_outcome *o, const char *const *tenants, size_t n, void *ctx)
+{
+    struct fake *f = ctx;
+    (void)tenants;
+    for (size_t i = 0; i < n; i++) {
+        f->rolls++;
+        o[i].ok = f->roll_ok;
+        o[i].rolled = f->roll_ok && f->rolled_next;
+        if (!o[i].ok)
+            snprintf(o[i].code, sizeof(o[i].code), "PermissionMissing");
+    }
     f->rolled_next = 0;
-    if (!o->ok)
-        snprintf(o->code, sizeof(o->code), "PermissionMissing");
 }
 
 static atr_status f_transition(const char *tenant, atr_monitor_health from, atr_monitor_health to,
@@ -332,6 +344,25 @@ static void test_transition_failure_and_untrack(void **state)
     atr_monitor_free(m);
 }
 
+/* many tenants: probed in batches of at most ATR_MONITOR_BATCH, each once per interval */
+static void test_batches(void **state)
+{
+    (void)state;
+    struct fake f;
+    struct atr_monitor *m = make(&f, 0);
+    char name[32];
+    for (int i = 0; i < 600; i++) {
+        snprintf(name, sizeof(name), "tenant-%03d", i);
+        assert_int_equal(atr_monitor_track(m, name, ATR_MONITOR_HEALTHY, 1, NULL), ATR_OK);
+    }
+    assert_int_equal(atr_monitor_count(m), 600);
+    step(m, 5 * M);
+    assert_int_equal(f.probes, 600);
+    assert_int_equal(f.probe_calls, 3); /* 256 + 256 + 88 */
+    assert_int_equal(f.max_batch, ATR_MONITOR_BATCH);
+    atr_monitor_free(m);
+}
+
 static void test_thread(void **state)
 {
     (void)state;
@@ -366,6 +397,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_retry_after_and_transient, setup, teardown),
         cmocka_unit_test_setup_teardown(test_roll_failure_and_notes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_transition_failure_and_untrack, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_batches, setup, teardown),
         cmocka_unit_test_setup_teardown(test_thread, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
