@@ -15,10 +15,18 @@
 
 #include <curl/curl.h>
 #include <jansson.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 
 #include "base/alloc.h"
 #include "base/b64.h"
 #include "base/log.h"
+#include "crypto/rand.h"
+#include "crypto/rsa.h"
+#include "crypto/sig.h"
+#include "crypto/x509.h"
 #include "http/client.h"
 
 #define TOKEN_MAX        16384
@@ -33,7 +41,13 @@
 #define HOST_CONNS_DEF   16
 #define FLIGHT_POLL_MS   5 /* how often a run looks at another run's token request */
 #define RUN_POLL_MAX_MS  250
-#define MSG_MAX          1400 /* a transport message: method, host, CA file path */
+#define MSG_MAX          1400        /* a transport message: method, host, CA file path */
+#define CERT_PEM_MAX     (64 * 1024) /* the client certificate's PEM text */
+#define CERT_MIN_BITS    2048        /* smallest RSA key of a certificate credential */
+#define X5T_S256_LEN     43          /* base64url of a SHA-256 digest, unpadded */
+#define ASSERTION_LIFE_S 600         /* exp - nbf of a client assertion */
+#define ASSERTION_MAX    8192        /* a client assertion (RS256 up to 16384-bit keys) */
+#define JTI_BYTES        16          /* random bytes of an assertion's jti (hex) */
 
 /* A remembered challenge of one vault host. */
 struct chal_entry {
@@ -74,7 +88,10 @@ struct engine;
 
 struct atr_akv_client {
     char client_id[128];
-    char *secret; /* wiped on free */
+    char *secret;                    /* wiped on free; NULL with a certificate */
+    struct atr_rsa_key *cert_key;    /* the certificate's private key; NULL with a secret */
+    char x5t[ATR_X509_X5T_LEN + 1];  /* base64url SHA-1 of the certificate's DER */
+    char x5t_s256[X5T_S256_LEN + 1]; /* base64url SHA-256 of the certificate's DER */
     char authority[ATR_AKV_URL_MAX];
     char resources[ATR_AKV_MAX_LIST][ATR_AKV_URL_MAX];
     size_t nresources;
@@ -334,6 +351,125 @@ static void akv_curl_init(void)
     akv_curl_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
+/* The PEM reader's password callback: no PEM here is encrypted, and nothing may prompt. */
+static int pem_no_password(char *buf, int size, int rwflag, void *u)
+{
+    (void)buf;
+    (void)size;
+    (void)rwflag;
+    (void)u;
+    return 0;
+}
+
+/* base64url of the @p md digest of @p cert's DER into @p out (@p len characters and a NUL). */
+static atr_status cert_thumbprint(char *out, size_t len, X509 *cert, const EVP_MD *md)
+{
+    unsigned char d[EVP_MAX_MD_SIZE];
+    unsigned int dlen = 0;
+    if (X509_digest(cert, md, d, &dlen) != 1)
+        return ATR_E_CRYPTO;
+    struct atr_buf b;
+    atr_buf_init(&b, 128);
+    atr_status rc = atr_b64url_encode(&b, atr_span_of(d, dlen));
+    if (rc == ATR_OK && b.len != len)
+        rc = ATR_E_INTERNAL;
+    if (rc == ATR_OK) {
+        memcpy(out, b.ptr, len);
+        out[len] = '\0';
+    }
+    atr_buf_cleanup(&b);
+    return rc;
+}
+
+/*
+ * The certificate credential: reads the certificate (the first PEM
+ * "CERTIFICATE" block of @p cert_pem) and the PKCS#8 RSA private key in
+ * @p key_pem (parsed straight from the caller's memory; nothing of it is
+ * copied out of OpenSSL's secure heap), checks that they belong together,
+ * keeps the key and the certificate's thumbprints in @p c.
+ */
+static atr_status cert_load(struct atr_akv_client *c, const char *cert_pem, struct atr_span key_pem,
+                            struct atr_err *err)
+{
+    atr_status rc = ATR_OK;
+    X509 *cert = NULL;
+    BIO *bio = NULL;
+    struct atr_err sub;
+    atr_err_clear(&sub);
+    size_t clen = strlen(cert_pem);
+    const char *p = cert_pem;
+    while (*p != '\0' && isspace((unsigned char)*p))
+        p++;
+    static const char begin[] = "-----BEGIN CERTIFICATE-----";
+    if (clen > CERT_PEM_MAX || strncmp(p, begin, sizeof(begin) - 1) != 0)
+        return atr_err_set(err, ATR_E_INVALID,
+                           "akv: the client certificate must be a PEM \"CERTIFICATE\" block "
+                           "(at most %d KiB)",
+                           CERT_PEM_MAX / 1024);
+    bio = BIO_new_mem_buf(cert_pem, (int)clen);
+    if (bio == NULL) {
+        rc = ATR_E_NOMEM;
+        goto done;
+    }
+    cert = PEM_read_bio_X509(bio, NULL, pem_no_password, NULL);
+    if (cert == NULL) {
+        rc = atr_err_set(err, ATR_E_INVALID,
+                         "akv: the client certificate is not a readable PEM certificate");
+        goto done;
+    }
+    EVP_PKEY *pub = X509_get0_pubkey(cert);
+    if (pub == NULL || EVP_PKEY_get_base_id(pub) != EVP_PKEY_RSA) {
+        rc = atr_err_set(err, ATR_E_INVALID,
+                         "akv: the client certificate must hold an RSA key (Entra ID signs "
+                         "assertions with RS256)");
+        goto done;
+    }
+    rc = atr_rsa_key_parse_pem(&c->cert_key, (const char *)key_pem.ptr, key_pem.len, &sub);
+    if (rc == ATR_E_NOMEM)
+        goto done;
+    if (rc != ATR_OK) {
+        rc = atr_err_set(err, ATR_E_INVALID,
+                         "akv: the client key must be an unencrypted PKCS#8 RSA private key in "
+                         "PEM (%s)",
+                         atr_err_msg(&sub));
+        goto done;
+    }
+    if (!atr_rsa_key_has_private(c->cert_key)) {
+        rc = atr_err_set(err, ATR_E_INVALID,
+                         "akv: the client key is a public key; give the certificate's PKCS#8 "
+                         "private key");
+        goto done;
+    }
+    if (atr_rsa_key_bits(c->cert_key) < CERT_MIN_BITS) {
+        rc = atr_err_set(err, ATR_E_INVALID,
+                         "akv: the client key has %u bits; certificate credentials need RSA keys "
+                         "of at least %d bits",
+                         atr_rsa_key_bits(c->cert_key), CERT_MIN_BITS);
+        goto done;
+    }
+    if (EVP_PKEY_eq(pub, atr_rsa_key_pkey(c->cert_key)) != 1) {
+        rc = atr_err_set(err, ATR_E_INVALID,
+                         "akv: the client key does not belong to the client certificate");
+        goto done;
+    }
+    if ((rc = cert_thumbprint(c->x5t, ATR_X509_X5T_LEN, cert, EVP_sha1())) != ATR_OK ||
+        (rc = cert_thumbprint(c->x5t_s256, X5T_S256_LEN, cert, EVP_sha256())) != ATR_OK) {
+        if (rc != ATR_E_NOMEM)
+            rc = atr_err_set(err, rc, "akv: cannot compute the client certificate's thumbprint");
+        goto done;
+    }
+done:
+    if (rc != ATR_OK) {
+        atr_rsa_key_free(c->cert_key);
+        c->cert_key = NULL;
+    }
+    atr_err_clear(&sub);
+    X509_free(cert);
+    BIO_free(bio);
+    ERR_clear_error();
+    return rc;
+}
+
 atr_status atr_akv_client_new(struct atr_akv_client **out, const struct atr_akv_client_opts *opts,
                               struct atr_err *err)
 {
@@ -341,11 +477,21 @@ atr_status atr_akv_client_new(struct atr_akv_client **out, const struct atr_akv_
     if (opts == NULL || opts->client_id == NULL || opts->client_id[0] == '\0' ||
         strlen(opts->client_id) >= 128)
         return atr_err_set(err, ATR_E_CONFIG, "akv: a client id is required");
-    if (opts->client_cert_pem != NULL || opts->client_key_pem.len > 0)
-        return atr_err_set(err, ATR_E_UNSUPPORTED,
-                           "akv: certificate credentials are not supported yet; use a secret");
-    if (opts->client_secret == NULL || opts->client_secret[0] == '\0')
-        return atr_err_set(err, ATR_E_CONFIG, "akv: a client secret is required");
+    int has_secret = opts->client_secret != NULL && opts->client_secret[0] != '\0';
+    int has_cert = (opts->client_cert_pem != NULL && opts->client_cert_pem[0] != '\0') ||
+                   opts->client_key_pem.len > 0;
+    if (has_secret && has_cert)
+        return atr_err_set(err, ATR_E_CONFIG,
+                           "akv: give either a client secret or a client certificate, not both");
+    if (!has_secret && !has_cert)
+        return atr_err_set(err, ATR_E_CONFIG,
+                           "akv: a client secret, or a client certificate and its private key, is "
+                           "required");
+    if (has_cert && (opts->client_cert_pem == NULL || opts->client_cert_pem[0] == '\0' ||
+                     opts->client_key_pem.len == 0 || opts->client_key_pem.ptr == NULL))
+        return atr_err_set(err, ATR_E_CONFIG,
+                           "akv: a certificate credential needs both the certificate and its "
+                           "private key");
     if (opts->nresolve > 0)
         return atr_err_set(err, ATR_E_UNSUPPORTED, "akv: resolve entries are not supported");
     const char *authority = opts->authority != NULL ? opts->authority : ATR_AKV_DEFAULT_AUTHORITY;
@@ -362,7 +508,17 @@ atr_status atr_akv_client_new(struct atr_akv_client **out, const struct atr_akv_
     if (c == NULL)
         return ATR_E_NOMEM;
     snprintf(c->client_id, sizeof(c->client_id), "%s", opts->client_id);
-    c->secret = atr_strdup(opts->client_secret);
+    pthread_mutex_init(&c->lock, NULL);
+    if (has_cert) {
+        atr_status rc = cert_load(c, opts->client_cert_pem, opts->client_key_pem, err);
+        if (rc != ATR_OK) {
+            atr_akv_client_free(c);
+            return rc;
+        }
+    } else if ((c->secret = atr_strdup(opts->client_secret)) == NULL) {
+        atr_akv_client_free(c);
+        return ATR_E_NOMEM;
+    }
     snprintf(c->authority, sizeof(c->authority), "%s", authority);
     if (opts->nresources == 0) {
         snprintf(c->resources[0], ATR_AKV_URL_MAX, "%s", ATR_AKV_DEFAULT_RESOURCE);
@@ -390,11 +546,6 @@ atr_status atr_akv_client_new(struct atr_akv_client **out, const struct atr_akv_
                         : opts->max_host_connections > HOST_CONNS_MAX ? HOST_CONNS_MAX
                                                                       : opts->max_host_connections;
     c->clock = opts->clock != NULL ? opts->clock : atr_clock_real();
-    pthread_mutex_init(&c->lock, NULL);
-    if (c->secret == NULL) {
-        atr_akv_client_free(c);
-        return ATR_E_NOMEM;
-    }
     *out = c;
     return ATR_OK;
 }
@@ -429,6 +580,7 @@ void atr_akv_client_free(struct atr_akv_client *c)
         atr_wipe(c->secret, strlen(c->secret));
         atr_free(c->secret);
     }
+    atr_rsa_key_free(c->cert_key);
     pthread_mutex_destroy(&c->lock);
     atr_free(c);
 }
@@ -1470,6 +1622,74 @@ static void op_flight_wait(struct run *r, struct batch_op *o)
         o->state = OS_VAULT_READY;
 }
 
+/* Appends base64url of the compact JSON of @p v to @p out. */
+static atr_status jwt_part(struct atr_buf *out, json_t *v)
+{
+    if (v == NULL)
+        return ATR_E_NOMEM;
+    char *js = json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    if (js == NULL)
+        return ATR_E_NOMEM;
+    atr_status rc = atr_b64url_encode(out, atr_span_str(js));
+    free(js);
+    return rc;
+}
+
+/*
+ * A fresh client assertion (RFC 7523, as Entra ID expects it) for the token
+ * endpoint @p aud: header {"alg":"RS256","typ":"JWT","x5t","x5t#S256"},
+ * claims {"aud","iss","sub","jti","nbf","iat","exp"} from the client's clock,
+ * signed with the certificate's key.
+ * @param[out] out NUL-terminated (atr_free after atr_wipe).
+ */
+static atr_status assertion_make(char **out, const struct atr_akv_client *c, const char *aud,
+                                 struct atr_err *err)
+{
+    *out = NULL;
+    uint8_t rnd[JTI_BYTES];
+    char jti[2 * JTI_BYTES + 1];
+    atr_status rc = atr_rand_bytes(rnd, sizeof(rnd), err);
+    if (rc != ATR_OK)
+        return rc;
+    for (size_t i = 0; i < sizeof(rnd); i++)
+        snprintf(jti + 2 * i, 3, "%02x", rnd[i]);
+    int64_t now = atr_clock_now_s(c->clock);
+    json_t *hdr = json_pack("{s:s,s:s,s:s,s:s}", "alg", "RS256", "typ", "JWT", "x5t", c->x5t,
+                            "x5t#S256", c->x5t_s256);
+    json_t *claims = json_pack("{s:s,s:s,s:s,s:s,s:I,s:I,s:I}", "aud", aud, "iss", c->client_id,
+                               "sub", c->client_id, "jti", jti, "nbf", (json_int_t)now, "iat",
+                               (json_int_t)now, "exp", (json_int_t)(now + ASSERTION_LIFE_S));
+    struct atr_buf jwt, sig;
+    atr_buf_init(&jwt, ASSERTION_MAX);
+    atr_buf_init(&sig, ATR_RSA_MAX_BITS / 8);
+    if (hdr == NULL || claims == NULL) { /* out of memory, or a client id that is not UTF-8 */
+        rc = atr_err_set(err, ATR_E_INVALID, "akv: cannot encode the client assertion");
+        goto done;
+    }
+    if ((rc = jwt_part(&jwt, hdr)) != ATR_OK || (rc = atr_buf_append_str(&jwt, ".")) != ATR_OK ||
+        (rc = jwt_part(&jwt, claims)) != ATR_OK) {
+        rc = atr_err_set(err, rc == ATR_E_TOO_LARGE ? ATR_E_INVALID : ATR_E_NOMEM,
+                         "akv: cannot encode the client assertion");
+        goto done;
+    }
+    if ((rc = atr_sig_sign(&sig, c->cert_key, ATR_SIG_RS256, atr_buf_span(&jwt), err)) != ATR_OK)
+        goto done;
+    const char *text = NULL;
+    if ((rc = atr_buf_append_str(&jwt, ".")) != ATR_OK ||
+        (rc = atr_b64url_encode(&jwt, atr_buf_span(&sig))) != ATR_OK ||
+        (text = atr_buf_cstr(&jwt)) == NULL || (*out = atr_strdup(text)) == NULL) {
+        rc = atr_err_set(err, rc == ATR_E_TOO_LARGE ? ATR_E_INVALID : ATR_E_NOMEM,
+                         "akv: cannot encode the client assertion");
+        goto done;
+    }
+done:
+    atr_buf_cleanup(&sig);
+    atr_buf_cleanup(&jwt);
+    json_decref(hdr);
+    json_decref(claims);
+    return rc;
+}
+
 /* The owner sends the client-credentials request. */
 static void op_token_send(struct run *r, struct batch_op *o)
 {
@@ -1482,17 +1702,43 @@ static void op_token_send(struct run *r, struct batch_op *o)
     snprintf(url, sizeof(url), "%s/%s/oauth2/v2.0/token", o->tk_authority, o->tk_tenant);
     char scope[ATR_AKV_URL_MAX + 16];
     snprintf(scope, sizeof(scope), "%s/.default", o->tk_resource);
-    char *form = atr_calloc(1, FORM_MAX);
+    /* a certificate: a fresh assertion (new jti) for every request, its aud this very URL */
+    char *assertion = NULL;
+    if (c->cert_key != NULL) {
+        struct atr_err aerr;
+        atr_err_clear(&aerr);
+        if (assertion_make(&assertion, c, url, &aerr) != ATR_OK) {
+            flight_complete(r, o, failed(&tf, &terr, ATR_AKV_LOCAL, "%s", atr_err_msg(&aerr)), NULL,
+                            0, &tf, &terr);
+            return;
+        }
+    }
+    size_t form_cap = FORM_MAX + (assertion != NULL ? strlen(assertion) : 0);
+    char *form = atr_calloc(1, form_cap);
     if (form == NULL) {
+        if (assertion != NULL) {
+            atr_wipe(assertion, strlen(assertion));
+            atr_free(assertion);
+        }
         flight_complete(r, o, failed(&tf, &terr, ATR_AKV_LOCAL, "akv: out of memory"), NULL, 0, &tf,
                         &terr);
         return;
     }
-    if (!form_add(form, FORM_MAX, "grant_type", "client_credentials") ||
-        !form_add(form, FORM_MAX, "client_id", c->client_id) ||
-        !form_add(form, FORM_MAX, "scope", scope) ||
-        !form_add(form, FORM_MAX, "client_secret", c->secret)) {
-        atr_wipe(form, FORM_MAX);
+    int form_ok = form_add(form, form_cap, "grant_type", "client_credentials") &&
+                  form_add(form, form_cap, "client_id", c->client_id) &&
+                  form_add(form, form_cap, "scope", scope);
+    if (assertion != NULL) {
+        form_ok = form_ok &&
+                  form_add(form, form_cap, "client_assertion_type",
+                           "urn:ietf:params:oauth:client-assertion-type:jwt-bearer") &&
+                  form_add(form, form_cap, "client_assertion", assertion);
+        atr_wipe(assertion, strlen(assertion));
+        atr_free(assertion);
+    } else {
+        form_ok = form_ok && form_add(form, form_cap, "client_secret", c->secret);
+    }
+    if (!form_ok) {
+        atr_wipe(form, form_cap);
         atr_free(form);
         flight_complete(r, o,
                         failed(&tf, &terr, ATR_AKV_LOCAL, "akv: the token request is too long"),
@@ -2317,10 +2563,12 @@ atr_status atr_akv_token_error_classify(struct atr_akv_error *out, const char *a
                       "the service principal of application %s is disabled in directory %s "
                       "(AADSTS7000112)",
                       client_id, tenant);
-    case 7000215:
-    case 700027:
-    case 7000222:
-    case 700024:
+    case 7000215: /* invalid client secret */
+    case 7000222: /* the secret has expired */
+    case 700027:  /* assertion: bad signature, certificate not registered, … */
+    case 700024:  /* assertion: not within its valid time range */
+    case 700021:  /* assertion: iss/sub not the client id */
+    case 700023:  /* assertion: aud not the token endpoint */
         return failed(out, err, ATR_AKV_CREDENTIAL_INVALID,
                       "the identity authority refused the service's credential (AADSTS%lld)",
                       aadsts);

@@ -28,10 +28,11 @@
  *   POST {authority}/{tenant}/oauth2/v2.0/token
  *   grant_type=client_credentials&client_id=…&scope={resource}/.default
  *   &client_secret=…   or   &client_assertion_type=…jwt-bearer&client_assertion=<RS256 JWT>
- * (the assertion: header x5t = the certificate's SHA-1 thumbprint; aud = the
- * token endpoint; iss = sub = client id; jti random; nbf/iat now; exp
- * now + 10 minutes) and retries the call once. Challenges are remembered per
- * vault host and tokens per (authority, tenant, resource) until 5 minutes
+ * (the assertion: header x5t = the certificate's SHA-1 thumbprint, x5t#S256
+ * its SHA-256 one; aud = the token endpoint; iss = sub = client id; jti
+ * random; nbf/iat now; exp now + 10 minutes; see Credentials below) and
+ * retries the call once. Challenges are remembered per vault host and
+ * tokens per (authority, tenant, resource) until 5 minutes
  * before "expires_in" (half the lifetime for tokens shorter than 10
  * minutes), so later calls go with a token at once. A 401 answered to a
  * cached token drops that token and is retried once with a fresh one;
@@ -75,12 +76,28 @@
  * struct atr_akv_error keeps Azure's own error code, inner code, message
  * text and request id for the audit log and the console.
  *
- * Credentials: a client secret. Certificate credentials (client assertions)
- * are declared in the options but refused by atr_akv_client_new() for now
- * (ATR_E_UNSUPPORTED), as are curl resolve entries.
+ * Credentials: a client secret, or a certificate credential (exactly one).
+ * With a certificate, every token request carries a fresh client assertion
+ * (RFC 7523, as Entra ID expects it):
+ *   client_assertion_type=urn:ietf:params:oauth:client-assertion-type:jwt-bearer
+ *   client_assertion=<JWT>
+ *   header  {"alg":"RS256","typ":"JWT","x5t":<base64url SHA-1 of the certificate's
+ *           DER>,"x5t#S256":<base64url SHA-256 of it>}
+ *   claims  {"aud":<the token endpoint URL the request goes to>,"iss":client_id,
+ *           "sub":client_id,"jti":<16 random bytes, hex>,"nbf":now,"iat":now,
+ *           "exp":now+600}   (now: opts.clock)
+ * signed with the certificate's private key. The certificate must hold an
+ * RSA key of at least 2048 bits and the PKCS#8 private key must be its own;
+ * the key is parsed once by atr_akv_client_new() (straight from the
+ * caller's span into OpenSSL's secure heap; the PEM text is not copied or
+ * kept) and the client keeps only the key object and the thumbprints.
+ * Entra ID's answers to a refused assertion (AADSTS700027, 700024, 700021,
+ * 700023) are cause CREDENTIAL_INVALID, as a wrong secret (7000215). Curl
+ * resolve entries are refused (ATR_E_UNSUPPORTED).
  *
  * Ownership: a client owns copies of all its settings (the client secret is
- * wiped on free), its caches (tokens are wiped when dropped) and its pool. A batch owns
+ * wiped on free; the certificate's private key is freed with the client),
+ * its caches (tokens are wiped when dropped) and its pool. A batch owns
  * copies of its inputs and its results; unwrapped values are struct
  * atr_secret (secure memory) and are moved to the caller with
  * atr_akv_batch_take_unwrapped() or wiped with the batch.
@@ -239,8 +256,10 @@ struct atr_akv_versions {
 struct atr_akv_client_opts {
     const char *client_id;          /* the application (client) id; required */
     const char *client_secret;      /* a client secret, or NULL with a certificate */
-    const char *client_cert_pem;    /* certificate (PEM) registered for the application */
-    struct atr_span client_key_pem; /* its PKCS#8 RSA private key (PEM); read during new */
+    const char *client_cert_pem;    /* certificate (PEM; the first CERTIFICATE block counts)
+                                       registered for the application, or NULL with a secret */
+    struct atr_span client_key_pem; /* its unencrypted PKCS#8 RSA private key (PEM, >= 2048
+                                       bits); only read during new (the caller wipes it) */
     const char *authority;          /* default ATR_AKV_DEFAULT_AUTHORITY; https, no path */
     const char *const *resources;   /* resources a challenge may name; default
                                        {ATR_AKV_DEFAULT_RESOURCE} */
@@ -328,10 +347,13 @@ ATR_MUST_CHECK atr_status atr_akv_uri_format(char *out, size_t cap,
  * Creates a client for one application identity: a client secret, or a
  * certificate and its private key (which must belong together).
  * @param[out] out owned by the caller (atr_akv_client_free).
- * @return ATR_E_CONFIG (no or both credentials, unreadable CA file,
+ * @return ATR_E_CONFIG (no or both credentials, a certificate without its
+ *         key or a key without its certificate, unreadable CA file,
  *         authority not an https URL without path, bad list entry),
- *         ATR_E_PARSE / ATR_E_INVALID (certificate or key unusable, not RSA,
- *         not a pair), ATR_E_NOMEM, ATR_E_INTERNAL (libcurl).
+ *         ATR_E_INVALID (certificate not PEM or without an RSA key, key
+ *         not an unencrypted PKCS#8 RSA private key, under 2048 bits, or
+ *         not the certificate's), each with a message saying which;
+ *         ATR_E_NOMEM, ATR_E_INTERNAL (libcurl).
  */
 ATR_MUST_CHECK atr_status atr_akv_client_new(struct atr_akv_client **out,
                                              const struct atr_akv_client_opts *opts,
