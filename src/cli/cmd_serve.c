@@ -52,8 +52,10 @@ static void serve_usage(FILE *out)
             "(true: POST /admin/clock moves the service's clock forward; tests only),\n"
             "monitor_thread (false: passes run only on POST /admin/monitor/run; tests only).\n"
             "Customer keys: --byok-client-id APPID --byok-secret-file FILE (the service's\n"
-            "multi-tenant application) and --byok-vault-host HOST (allowed vault hosts;\n"
-            "default vault.azure.net).\n"
+            "multi-tenant application), or a certificate credential instead of the secret:\n"
+            "--byok-cert-file CERT.pem --byok-key-file KEY.pem (PKCS#8 RSA, mode 0600;\n"
+            "serve.byok_cert_file, serve.byok_key_file), and --byok-vault-host HOST\n"
+            "(allowed vault hosts; default vault.azure.net).\n"
             "  --port N   default %d (0 = any free port)\n",
             SERVE_DEFAULT_PORT);
 }
@@ -148,6 +150,8 @@ int atr_cmd_serve(int argc, char **argv)
         {"byok-client-id", required_argument, NULL, 'I'},
         {"byok-secret-file", required_argument, NULL, 'S'},
         {"byok-vault-host", required_argument, NULL, 'V'},
+        {"byok-cert-file", required_argument, NULL, 'P'},
+        {"byok-key-file", required_argument, NULL, 'K'},
         {NULL, 0, NULL, 0},
     };
     struct atr_cli_serving sv;
@@ -155,7 +159,7 @@ int atr_cmd_serve(int argc, char **argv)
     struct atr_service_opts vo;
     memset(&vo, 0, sizeof(vo));
     const char *vault_hosts[BYOK_MAX_HOSTS];
-    const char *byok_secret_file = NULL;
+    const char *byok_secret_file = NULL, *byok_cert_file = NULL, *byok_key_file = NULL;
     opterr = 0;
     optind = 1;
     int ch;
@@ -180,6 +184,12 @@ int atr_cmd_serve(int argc, char **argv)
             break;
         case 'S':
             byok_secret_file = optarg;
+            break;
+        case 'P':
+            byok_cert_file = optarg;
+            break;
+        case 'K':
+            byok_key_file = optarg;
             break;
         case 'V':
             if (vo.byok_nvault_hosts == BYOK_MAX_HOSTS)
@@ -213,12 +223,44 @@ int atr_cmd_serve(int argc, char **argv)
     char path[4096], db[4096 + 8], srk[4096];
     char byok_secret[ATR_CLI_SECRET_MAX];
     byok_secret[0] = '\0';
+    char byok_cert[16384], byok_key[16384]; /* a certificate credential (the key is wiped) */
+    byok_cert[0] = byok_key[0] = '\0';
     bool want_test_clock = false;
     struct atr_offset_clock test_clock;
     vo.byok_vault_hosts = vault_hosts;
     if (vo.byok_client_id == NULL)
         vo.byok_client_id = atr_config_get(sv.cfg, "serve.byok_client_id");
-    if (vo.byok_client_id != NULL) {
+    if (byok_cert_file == NULL)
+        byok_cert_file = atr_config_get(sv.cfg, "serve.byok_cert_file");
+    if (byok_key_file == NULL)
+        byok_key_file = atr_config_get(sv.cfg, "serve.byok_key_file");
+    if (vo.byok_client_id != NULL && (byok_cert_file != NULL || byok_key_file != NULL)) {
+        /* a certificate credential: client assertions instead of a secret */
+        struct stat st;
+        if (byok_cert_file == NULL || byok_key_file == NULL || byok_secret_file != NULL) {
+            atr_cli_serving_cleanup(&sv);
+            return atr_args_usage_error("serve", "a certificate credential needs both "
+                                                 "--byok-cert-file and --byok-key-file, and no "
+                                                 "--byok-secret-file");
+        }
+        if (stat(byok_key_file, &st) != 0 || (st.st_mode & 077) != 0) {
+            fprintf(stderr, "atrest: %s must exist and be readable by its owner only (chmod 600)\n",
+                    byok_key_file);
+            atr_cli_serving_cleanup(&sv);
+            return ATR_EXIT_FAIL;
+        }
+        if (!atr_cli_read_small_file(byok_cert, sizeof(byok_cert), byok_cert_file) ||
+            !atr_cli_read_small_file(byok_key, sizeof(byok_key), byok_key_file)) {
+            fprintf(stderr, "atrest: cannot read %s or %s\n", byok_cert_file, byok_key_file);
+            OPENSSL_cleanse(byok_key, sizeof(byok_key));
+            atr_cli_serving_cleanup(&sv);
+            return ATR_EXIT_FAIL;
+        }
+        vo.byok_client_cert_pem = byok_cert;
+        vo.byok_client_key_pem = atr_span_str(byok_key);
+        if (vo.byok_nvault_hosts == 0)
+            vault_hosts[vo.byok_nvault_hosts++] = "vault.azure.net";
+    } else if (vo.byok_client_id != NULL) {
         const char *cfg_secret = atr_config_get(sv.cfg, "serve.byok_client_secret");
         if (byok_secret_file != NULL) {
             if (!atr_cli_read_small_file(byok_secret, sizeof(byok_secret), byok_secret_file)) {
@@ -267,6 +309,7 @@ int atr_cmd_serve(int argc, char **argv)
     atr_service_free(svc);
     atr_cli_serving_cleanup(&sv);
     OPENSSL_cleanse(byok_secret, sizeof(byok_secret));
+    OPENSSL_cleanse(byok_key, sizeof(byok_key));
     return rc;
 }
 

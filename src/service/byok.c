@@ -105,11 +105,11 @@ atr_status atr_byok_new(struct atr_byok **out, const struct atr_byok_opts *opts,
                         struct atr_err *err)
 {
     *out = NULL;
-    if (opts->client_id == NULL || opts->client_secret == NULL || opts->authority == NULL ||
-        opts->nvault_hosts == 0)
+    if (opts->client_id == NULL || (opts->client_secret == NULL && opts->client_cert_pem == NULL) ||
+        opts->authority == NULL || opts->nvault_hosts == 0)
         return atr_err_set(err, ATR_E_CONFIG,
-                           "byok: the client id, its secret, the authority and the allowed "
-                           "vault hosts are required");
+                           "byok: the client id, its secret or certificate, the authority and "
+                           "the allowed vault hosts are required");
     struct atr_byok *b = atr_calloc(1, sizeof(*b));
     if (b == NULL)
         return ATR_E_NOMEM;
@@ -119,6 +119,8 @@ atr_status atr_byok_new(struct atr_byok **out, const struct atr_byok_opts *opts,
     memset(&ao, 0, sizeof(ao));
     ao.client_id = opts->client_id;
     ao.client_secret = opts->client_secret;
+    ao.client_cert_pem = opts->client_cert_pem;
+    ao.client_key_pem = opts->client_key_pem;
     ao.authority = opts->authority;
     ao.vault_hosts = opts->vault_hosts;
     ao.nvault_hosts = opts->nvault_hosts;

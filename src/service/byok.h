@@ -51,7 +51,9 @@ struct atr_byok;
 /* Settings of the customer-key layer. */
 struct atr_byok_opts {
     const char *client_id;          /* the service's application id; required */
-    const char *client_secret;      /* its secret; required (certificates: later) */
+    const char *client_secret;      /* its secret, or NULL with a certificate */
+    const char *client_cert_pem;    /* certificate registered for the application (PEM) */
+    struct atr_span client_key_pem; /* its PKCS#8 RSA private key (PEM); read during new */
     const char *authority;          /* identity authority (https); required */
     const char *const *vault_hosts; /* allowed vault hosts (see kms/akv.h); required */
     size_t nvault_hosts;

@@ -85,7 +85,9 @@ struct atr_service_opts {
     int bench_plaintext;           /* benchmark builds only: store blocks unsealed */
     /* customer keys (bring your own key); byok_client_id NULL = not offered */
     const char *byok_client_id;          /* the service's multi-tenant application */
-    const char *byok_client_secret;      /* its client secret */
+    const char *byok_client_secret;      /* its client secret, or NULL with a certificate */
+    const char *byok_client_cert_pem;    /* or its certificate (PEM) ... */
+    struct atr_span byok_client_key_pem; /* ... and private key (PEM; read during new) */
     const char *byok_authority;          /* default idp_authority */
     const char *const *byok_vault_hosts; /* vault hosts allowed (kms/akv.h); required with byok */
     size_t byok_nvault_hosts;

@@ -98,6 +98,33 @@ grep -q unwrapKey "$t/body" || fail "the reason does not name unwrapKey: $got"
     "${va[@]}" >/dev/null
 [ "$(count)" -eq 1 ] || fail "records after restoring unwrapKey"
 
+echo "--- a certificate credential instead of the secret (client assertions)"
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$t/byok.key" -out "$t/byok.crt" -days 2 \
+    -subj /CN=atrest-byok 2>/dev/null
+chmod 600 "$t/byok.key"
+"$bin" idp app add-key "${ia[@]}" --app-id "$svc_id" --key-file "$t/byok.crt" >/dev/null
+atr_stop service
+if "$bin" serve --dir "$t/svc" "${tls[@]}" --port 0 --idp "$idp" --ca "$ca" \
+    --byok-client-id "$svc_id" --byok-cert-file "$t/byok.crt" >/dev/null 2>"$t/err"; then
+    fail "a certificate without its key was accepted"
+fi
+chmod 644 "$t/byok.key"
+if "$bin" serve --dir "$t/svc" "${tls[@]}" --port 0 --idp "$idp" --ca "$ca" \
+    --byok-client-id "$svc_id" --byok-cert-file "$t/byok.crt" --byok-key-file "$t/byok.key" \
+    >/dev/null 2>"$t/err"; then
+    fail "a key file readable by others was accepted"
+fi
+grep -q "chmod 600" "$t/err" || fail "no hint for the key file mode: $(cat "$t/err")"
+chmod 600 "$t/byok.key"
+atr_start service "$bin" serve --dir "$t/svc" "${tls[@]}" --port "$port" --idp "$idp" \
+    --ca "$ca" --byok-client-id "$svc_id" --byok-cert-file "$t/byok.crt" \
+    --byok-key-file "$t/byok.key" --byok-vault-host "${vurl#https://}"
+surl=$ATR_URL
+[ "$(count)" -eq 1 ] || fail "records through the vault with the certificate credential"
+grep -q 'client_secret' "$t/idp.err" && fail "the idp log mentions a client secret"
+atr_stop service
+start_service "$port"
+
 echo "--- disable: managed keys only, readable without the vault"
 got=$(scall DELETE "/v1/tenants/$tid/encryption")
 [ "${got%% *}" = 200 ] || fail "disable: $got"
