@@ -20,7 +20,14 @@
  * later starts. DIR/profile holds the URLs and ids for the CLI and scripts;
  * DIR/dev.json (0600, rewritten on every start once everything answers,
  * removed on a clean stop) adds the customer key URI, the vault
- * administrator's credentials and two service tokens valid for hours.
+ * administrator's credentials, two service tokens valid for hours and the
+ * paths of the service's and the vault's admin.secret files.
+ *
+ * The service runs with its test hooks on (an offset lifecycle clock that
+ * POST /admin/clock moves forward; POST /admin/monitor/run) and its key
+ * monitor thread on, so a script can make hours of key-monitor behaviour
+ * happen at once. The ready message includes a sign-in link of the console
+ * page ({service}/console/#token=...) with the demo client's token.
  *
  * The long-lived tokens come from a second identity server object on the
  * same store (same signing keys and issuer) that issues tokens only for the
@@ -42,6 +49,7 @@
 #include <jansson.h>
 #include <openssl/crypto.h>
 
+#include "base/clock.h"
 #include "base/error.h"
 #include "base/log.h"
 #include "cli/args.h"
@@ -77,6 +85,8 @@ struct dev {
     char abs_dir[PATH_MAX];       /* DIR as an absolute path */
     char dev_json[PATH_MAX + 16]; /* DIR/dev.json, absolute */
     char key_uri[512];            /* the demo tenant's customer key */
+    /* the service's lifecycle clock: POST /admin/clock moves it (test hooks on) */
+    struct atr_offset_clock svc_clock;
 };
 
 static void dev_usage(FILE *out)
@@ -89,8 +99,12 @@ static void dev_usage(FILE *out)
             "(DIR/tls), and on the first start provisions a demo tenant with sample records.\n"
             "Prints the service URL first, then a token and example commands, and writes\n"
             "DIR/dev.json (0600) for scripts: URLs, the CA file, the tenant, the customer\n"
-            "key URI, service tokens valid for 8 hours and the vault administrator's\n"
-            "credentials. Runs until Ctrl-C (SIGINT) or SIGTERM.\n"
+            "key URI, service tokens valid for 8 hours, the vault administrator's\n"
+            "credentials and the admin.secret files of the service and the vault. The\n"
+            "ready message has a sign-in link of the console page ({service}/console/).\n"
+            "The service's test hooks are on: POST /admin/clock moves its lifecycle clock\n"
+            "and POST /admin/monitor/run runs a key-monitor pass (admin secret).\n"
+            "Runs until Ctrl-C (SIGINT) or SIGTERM.\n"
             "\n"
             "options:\n"
             "  --dir DIR   state folder (default .dev; created 0700)\n"
@@ -585,6 +599,13 @@ static int start_service(struct dev *d, unsigned long port)
     sv.idp_authority = d->idp_url;
     sv.ca_file = d->ca;
     sv.admin_secret = d->svc_secret;
+    /*
+     * Test hooks on, monitor thread on: scripts and the console's browser test
+     * move the service's clock (POST /admin/clock) and run monitor passes
+     * (POST /admin/monitor/run) with the admin secret named in dev.json.
+     */
+    atr_offset_clock_init(&d->svc_clock, atr_clock_real());
+    sv.test_clock = &d->svc_clock;
     /* bring your own key: the service's multi-tenant application, this vault only */
     char vault_host[160];
     snprintf(vault_host, sizeof(vault_host), "%s", d->vault_url + strlen("https://"));
@@ -681,13 +702,17 @@ static int write_dev_json(struct dev *d)
         else
             snprintf(d->key_uri, sizeof(d->key_uri), "%s/keys/%s", d->vault_url, DEV_KEY);
         char ca[PATH_MAX + 16], profile[PATH_MAX + 16], console[160];
+        char svc_admin[PATH_MAX + 32], vault_admin[PATH_MAX + 32];
         snprintf(ca, sizeof(ca), "%s/tls/ca.pem", d->abs_dir);
         snprintf(profile, sizeof(profile), "%s/profile", d->abs_dir);
         snprintf(console, sizeof(console), "%s/console/", d->svc_url);
+        snprintf(svc_admin, sizeof(svc_admin), "%s/service/admin.secret", d->abs_dir);
+        snprintf(vault_admin, sizeof(vault_admin), "%s/vault/admin.secret", d->abs_dir);
         doc = json_pack(
-            "{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:{s:s,s:s},s:{s:s,s:s,s:s}}", "service_url",
+            "{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:{s:s,s:s},s:{s:s,s:s,s:s}}", "service_url",
             d->svc_url, "console_url", console, "vault_url", d->vault_url, "identity_url",
             d->idp_url, "ca_file", ca, "profile", profile, "tenant_id", tid, "key_uri", d->key_uri,
+            "service_admin_secret_file", svc_admin, "vault_admin_secret_file", vault_admin,
             "tokens", "records", records, "admin", admin, "vault_admin", "tenant_id", tid,
             "client_id", json_string_value(json_object_get(d->demo, "vaultAdminAppId")),
             "client_secret", json_string_value(json_object_get(d->demo, "vaultAdminSecret")));
@@ -749,6 +774,10 @@ static void print_ready(const struct dev *d)
            "  customer key     %s\n"
            "  console          %s/console/\n"
            "\n"
+           "Sign in to the console (Settings > Cloud Apps > Data encryption) with this link\n"
+           "(the demo tenant's admin, 1 hour):\n"
+           "  %s/console/#token=%s\n"
+           "\n"
            "A token for the demo tenant (1 hour; roles Records.Write, Records.Read,\n"
            "DataEncryption.Admin):\n"
            "  export TOKEN=%s\n"
@@ -766,8 +795,8 @@ static void print_ready(const struct dev *d)
            "URLs, ids, tokens (8 hours) and the vault administrator for scripts: %s\n"
            "URLs and ids for scripts: %s/profile. Stop with Ctrl-C.\n",
            d->svc_url, d->dir, d->svc_url, d->idp_url, d->vault_url, DEV_VAULT, DEV_KEY, tid,
-           d->key_uri, d->svc_url, d->token, d->ca, d->svc_url, tid, d->ca, d->svc_url, tid, d->ca,
-           d->svc_url, tid, d->ca, d->svc_url, d->dev_json, d->dir);
+           d->key_uri, d->svc_url, d->svc_url, d->token, d->token, d->ca, d->svc_url, tid, d->ca,
+           d->svc_url, tid, d->ca, d->svc_url, tid, d->ca, d->svc_url, d->dev_json, d->dir);
     fflush(stdout);
 }
 

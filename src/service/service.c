@@ -23,6 +23,7 @@
 #include "kms/provider.h"
 #include "kms/srk_file.h"
 #include "service/byok.h"
+#include "service/console.h"
 #include "service/keyring.h"
 #include "service/metrics.h"
 #include "service/monitor.h"
@@ -542,6 +543,33 @@ static atr_status h_tenant_get(struct atr_http_req *req, struct atr_http_resp *r
     return rc;
 }
 
+/* Sets @p key to @p ms in the row's extras (JSON object text); left as it is if it cannot. */
+static void extra_set_time(struct atr_store_tenant *t, const char *key, int64_t ms)
+{
+    json_t *o = json_loads(t->extra_json[0] != '\0' ? t->extra_json : "{}", 0, NULL);
+    if (!json_is_object(o)) {
+        json_decref(o);
+        o = json_object();
+    }
+    char *text = NULL;
+    if (o != NULL && json_object_set_new(o, key, json_integer((json_int_t)ms)) == 0)
+        text = json_dumps(o, JSON_COMPACT);
+    if (text != NULL && strlen(text) < sizeof(t->extra_json))
+        snprintf(t->extra_json, sizeof(t->extra_json), "%s", text);
+    free(text);
+    json_decref(o);
+}
+
+/* A time kept in the row's extras, 0 when absent. */
+static int64_t extra_time(const struct atr_store_tenant *t, const char *key)
+{
+    json_t *o = json_loads(t->extra_json[0] != '\0' ? t->extra_json : "{}", 0, NULL);
+    json_t *v = json_object_get(o, key);
+    int64_t ms = json_is_integer(v) ? (int64_t)json_integer_value(v) : 0;
+    json_decref(o);
+    return ms;
+}
+
 static void put_time(json_t *o, const char *key, int64_t ms)
 {
     if (ms <= 0)
@@ -572,8 +600,9 @@ static atr_status h_encryption_get(struct atr_http_req *req, struct atr_http_res
                       code[0] != '\0' ? code : NULL, "reasonText",
                       t.reason[0] != '\0' ? reason_text(t.reason) : NULL);
         struct atr_monitor_status ms;
+        if (o != NULL && customer)
+            put_time(o, "lastRoll", extra_time(&t, "lastRollMs")); /* kept across restarts */
         if (o != NULL && customer && atr_monitor_status(&ms, s->monitor, t.id)) {
-            put_time(o, "lastRoll", ms.last_roll_ms);
             put_time(o, "lastRollCheck", ms.last_roll_check_ms);
             put_time(o, "lastCheck", ms.last_check_ms);
             put_time(o, "lastSuccessfulCheck", ms.last_ok_ms);
@@ -1471,7 +1500,10 @@ static void outcome_fail(struct atr_monitor_outcome *o, const struct atr_akv_err
     o->transient = atr_byok_transient(fail->cause);
     o->retry_after_ms = (int64_t)fail->retry_after_s * 1000;
     snprintf(o->code, sizeof(o->code), "%s", atr_byok_code(fail->cause));
-    snprintf(o->reason, sizeof(o->reason), "%s %s", atr_err_msg(err), f != NULL ? f : "");
+    const char *msg = atr_err_msg(err);
+    size_t n = strlen(msg);
+    snprintf(o->reason, sizeof(o->reason), "%s%s %s", msg, n > 0 && msg[n - 1] != '.' ? "." : "",
+             f != NULL ? f : "");
 }
 
 /* Reads a tenant row for the monitor; 0 (and out->gone) when it has no customer layer. */
@@ -1619,6 +1651,7 @@ static void roll_to(struct atr_monitor_outcome *o, struct atr_service *s,
         snprintf(t->customer_kid, sizeof(t->customer_kid), "%s", kid);
         t->srk_version = version;
         t->updated_ms = now_ms(s);
+        extra_set_time(t, "lastRollMs", t->updated_ms);
         struct atr_store_audit_event ev;
         audit_event(&ev, s, tenant, MONITOR_ACTOR, "encryption.roll",
                     json_pack("{s:s,s:s,s:s}", "keyUri", t->key_uri, "keyVersion", kid,
@@ -2118,6 +2151,8 @@ void atr_service_observe(const struct atr_route *route, const char *method, unsi
 static const struct atr_route routes[] = {
     {"GET", "/healthz", h_healthz, 0, 0, NULL},
     {"GET", "/metrics", h_metrics, 0, 0, NULL},
+    {"GET", "/console", atr_console_handle, 0, 0, NULL},
+    {"GET", "/console/{file?}", atr_console_handle, 0, 0, NULL},
     {"GET", "/admin/tenants", h_admin_tenants, AUTH, 0, "admin"},
     {"POST", "/admin/srk/rotate", h_admin_srk_rotate, AUTH, 0, "admin"},
     {"POST", "/admin/monitor/run", h_admin_monitor_run, AUTH, 0, "admin"},
@@ -2197,6 +2232,8 @@ atr_status atr_service_new(struct atr_service **out, const struct atr_service_op
         memset(&bo, 0, sizeof(bo));
         bo.client_id = opts->byok_client_id;
         bo.client_secret = opts->byok_client_secret;
+        bo.client_cert_pem = opts->byok_client_cert_pem;
+        bo.client_key_pem = opts->byok_client_key_pem;
         bo.authority = opts->byok_authority != NULL ? opts->byok_authority : opts->idp_authority;
         bo.vault_hosts = opts->byok_vault_hosts;
         bo.nvault_hosts = opts->byok_nvault_hosts;

@@ -260,6 +260,7 @@ n=$(sqlite3 "$t/svc/atrest.db" "SELECT count(*) FROM blocks WHERE key_ref = 'res
 [ "$n" -eq 0 ] || fail "$n blocks still under reserve keys after the restore"
 start_service "$sport" "${svc_env[@]}"
 [ "$(count)" -eq "$(sent)" ] || fail "records after restart"
+enc | jq -e '.lastRoll != null' >/dev/null || fail "the last roll is forgotten after a restart: $(enc)"
 pass
 jq -e '.tenants == 1' "$t/pass" >/dev/null || fail "not watched after restart"
 

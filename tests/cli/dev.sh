@@ -7,8 +7,12 @@
 #   vault holds the demo key in a purge-protected vault; DIR/profile names
 #   everything. DIR/dev.json (0600) holds the URLs, the CA, the customer key
 #   URI, a records token and an encryption admin token (separate apps, valid
-#   for hours) and the vault administrator's credentials, which work against
-#   the vault; it is removed on a clean stop. A second start reuses the CA and
+#   for hours), the vault administrator's credentials, which work against
+#   the vault, and the paths of the service's and the vault's admin.secret
+#   files, which open their /admin endpoints (the service's test hooks are on:
+#   POST /admin/clock, POST /admin/monitor/run); it is removed on a clean
+#   stop. The console page is served and a sign-in link with the printed
+#   token is printed. A second start reuses the CA and
 #   the demo (no second provisioning), writes dev.json again with fresh
 #   tokens, and stops cleanly (exit 0) on SIGTERM. A state folder from before
 #   dev.json (demo.json without the script apps) gets them on its next start.
@@ -96,8 +100,8 @@ check_dev_json() {
     [ "$(stat -c %a "$dj")" = 600 ] || fail "dev.json is not 0600"
     local k
     for k in service_url console_url vault_url identity_url ca_file profile tenant_id key_uri \
-        tokens.records tokens.admin vault_admin.tenant_id vault_admin.client_id \
-        vault_admin.client_secret; do
+        service_admin_secret_file vault_admin_secret_file tokens.records tokens.admin \
+        vault_admin.tenant_id vault_admin.client_id vault_admin.client_secret; do
         jq -e --arg k "$k" 'getpath($k | split(".")) | type == "string" and length > 0' \
             "$dj" >/dev/null || fail "dev.json: $k missing or empty"
     done
@@ -114,11 +118,40 @@ check_dev_json() {
     grep -qF "$(realpath "$dj")" "$t/dev.out" || fail "the dev.json path is not printed"
     grep -qF "$(jq -r .key_uri "$dj")" "$t/dev.out" || fail "the key URI is not printed"
     grep -qF "$url/console/" "$t/dev.out" || fail "the console URL is not printed"
+    # the console's sign-in link carries the printed token in the fragment
+    local printed
+    printed=$(sed -n 's/^  export TOKEN=//p' "$t/dev.out")
+    grep -qxF "  $url/console/#token=$printed" "$t/dev.out" || fail "no console sign-in link"
+    curl -sS --max-time 5 --cacert "$ca" -D "$t/console.h" -o "$t/console.html" "$url/console/"
+    grep -qi "^content-security-policy: default-src 'self'" "$t/console.h" &&
+        grep -q 'console.js' "$t/console.html" || fail "the console page: $(cat "$t/console.h")"
+    # the admin secrets: absolute paths of the running parts' files, which open /admin
+    local ssf vsf
+    ssf=$(jq -r .service_admin_secret_file "$dj")
+    vsf=$(jq -r .vault_admin_secret_file "$dj")
+    [ "$ssf" = "$(realpath "$state/service/admin.secret")" ] || fail "service_admin_secret_file $ssf"
+    [ "$vsf" = "$(realpath "$state/vault/admin.secret")" ] || fail "vault_admin_secret_file $vsf"
+    [ "$(stat -c %a "$ssf")" = 600 ] && [ "$(stat -c %a "$vsf")" = 600 ] ||
+        fail "the admin.secret files are not 0600"
+    curl -sS --max-time 30 --cacert "$ca" -X POST -H "Authorization: Bearer $(cat "$ssf")" \
+        "$url/admin/monitor/run" | jq -e '.tenants >= 1' >/dev/null ||
+        fail "service_admin_secret_file does not run the monitor"
+    curl -sS --max-time 5 --cacert "$ca" -X POST -H "Authorization: Bearer $(cat "$ssf")" \
+        -H 'Content-Type: application/json' -d '{"advanceSeconds":0}' "$url/admin/clock" |
+        jq -e '.offsetSeconds == 0' >/dev/null || fail "the service's test clock is not on"
+    curl -sS --max-time 5 --cacert "$ca" -H "Authorization: Bearer $(cat "$vsf")" \
+        "$ATREST_VAULT_URL/admin/vaults/contoso" | jq -e '.accessPolicies | length >= 1' \
+        >/dev/null || fail "vault_admin_secret_file does not open the vault's /admin"
     # no secret of dev.json is logged
     for k in tokens.records tokens.admin vault_admin.client_secret; do
         if grep -qF "$(jq -r --arg k "$k" 'getpath($k | split("."))' "$dj")" "$t/dev.out" \
             "$t/dev.err"; then
             fail "$k is in the log"
+        fi
+    done
+    for k in service_admin_secret_file vault_admin_secret_file; do
+        if grep -qF "$(cat "$(jq -r ".$k" "$dj")")" "$t/dev.out" "$t/dev.err"; then
+            fail "the secret of $k is in the log"
         fi
     done
     rtok=$(jq -r .tokens.records "$dj")
