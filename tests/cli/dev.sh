@@ -24,7 +24,8 @@ t=$atr_tmp
 state="$t/state"
 
 # fixed ports across the restart: the customer key's URI names the vault's port
-base=$((20000 + RANDOM % 20000))
+# below the ephemeral range (32768-60999), where port-0 servers and clients of parallel tests live
+base=$((20000 + RANDOM % 12000))
 start() {
     atr_start dev "$bin" dev --dir "$state" --port "$base"
     url=$ATR_URL
