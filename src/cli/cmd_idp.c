@@ -4,8 +4,9 @@
  * see docs/identity.md) and its admin commands.
  *
  *   atrest idp serve --dir DIR --cert FILE --key FILE [--listen A] [--port N] [--config FILE]
- *   atrest idp directory create [--name N]
+ *   atrest idp directory create [--name N] | list
  *   atrest idp app create --tenant T [--name N] [--multi-tenant]
+ *   atrest idp app add-secret --app-id A
  *   atrest idp app add-key --app-id A --key-file PEM
  *   atrest idp sp create --tenant T --app-id A
  *   atrest idp sp enable|disable|show|delete --tenant T (--id ID | --app-id A)
@@ -15,7 +16,8 @@
  *
  * The admin commands are REST clients of a running server (--url, --ca);
  * they never touch its state files. They authenticate with the bootstrap
- * secret (--admin-secret-file FILE or ATREST_IDP_ADMIN_SECRET).
+ * secret (--admin-secret-file FILE, ATREST_IDP_ADMIN_SECRET, or the
+ * profile; see cli/client.h).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -36,6 +38,7 @@
 #include "base/error.h"
 #include "base/log.h"
 #include "cli/args.h"
+#include "cli/client.h"
 #include "cli/commands.h"
 #include "cli/rest.h"
 #include "cli/serving.h"
@@ -48,29 +51,65 @@ extern char **environ;
 
 #define IDP_DEFAULT_PORT 8444
 
+/* Usage lines per command group. */
+static const struct {
+    const char *group;
+    const char *usage;
+    const char *about;
+} idp_groups[] = {
+    {"serve",
+     "serve --dir DIR --cert FILE --key FILE [--listen ADDR] [--port N]\n"
+     "        [--config FILE]",
+     "runs the identity server (prints its URL, stops on SIGTERM); state lives in DIR\n"
+     "(idp.db, admin.secret)"},
+    {"directory", "directory create [--name NAME] | directory list",
+     "creates or lists directories (tenants); create prints the new directory id"},
+    {"app",
+     "app create --tenant TID [--name NAME] [--multi-tenant]\n"
+     "  atrest idp app add-secret --app-id APPID\n"
+     "  atrest idp app add-key --app-id APPID --key-file CERT.pem",
+     "registers an application in its home directory (the answer holds its secret,\n"
+     "shown once), adds a secret, or adds a certificate / public key for assertions"},
+    {"sp",
+     "sp create --tenant TID --app-id APPID | sp list --tenant TID\n"
+     "  atrest idp sp enable|disable|show|delete --tenant TID (--id ID | --app-id A)\n"
+     "  atrest idp sp grant --tenant TID (--id ID | --app-id A) --role ROLE",
+     "manages an application's service principal in a directory (Graph API) and its\n"
+     "app roles: DataEncryption.Admin, Records.Write, Records.Read,\n"
+     "Application.ReadWrite.All"},
+    {"keys", "keys list | keys rotate [--rollover SECONDS]",
+     "lists or rotates the token-signing keys"},
+    {"token", "token --tenant TID --client-id APPID --secret-file FILE [--scope SCOPE]",
+     "prints an access token (client credentials; --json: the whole answer); default\n"
+     "scope https://vault.azure.net/.default. --secret SECRET works too but puts the\n"
+     "secret on the command line"},
+};
+
+/* The usage of @p group (NULL: every group). */
+static void idp_usage_of(FILE *out, const char *group)
+{
+    fprintf(out, "usage:\n");
+    for (size_t i = 0; i < ATR_ARRAY_LEN(idp_groups); i++) {
+        if (group == NULL || strcmp(group, idp_groups[i].group) == 0)
+            fprintf(out, "  atrest idp %s\n", idp_groups[i].usage);
+    }
+    fprintf(out, "\n");
+    for (size_t i = 0; i < ATR_ARRAY_LEN(idp_groups); i++) {
+        if (group == NULL || strcmp(group, idp_groups[i].group) == 0)
+            fprintf(out, "%s: %s.\n", idp_groups[i].group, idp_groups[i].about);
+    }
+    if (group != NULL && strcmp(group, "serve") == 0)
+        return;
+    fprintf(out, "\nThe commands other than serve call a running server and print its JSON\n"
+                 "answers (--json is accepted for uniformity; token prints the token alone\n"
+                 "unless --json). --tenant also comes from ATREST_TENANT, --client-id from\n"
+                 "ATREST_CLIENT_ID, --secret-file from ATREST_CLIENT_SECRET_FILE, or a profile.\n");
+    atr_cli_conf_help(out, ATR_CLI_IDP, ATR_CLI_HELP_CONN | ATR_CLI_HELP_ADMIN);
+}
+
 static void idp_usage(FILE *out)
 {
-    fprintf(
-        out,
-        "usage: atrest idp serve --dir DIR --cert FILE --key FILE [--listen ADDR] [--port N]\n"
-        "                        [--config FILE]\n"
-        "       atrest idp directory create [--name NAME]\n"
-        "       atrest idp app create --tenant TID [--name NAME] [--multi-tenant]\n"
-        "       atrest idp app add-key --app-id APPID --key-file PUBLIC.pem\n"
-        "       atrest idp sp create --tenant TID --app-id APPID\n"
-        "       atrest idp sp enable|disable|show|delete --tenant TID (--id ID | --app-id A)\n"
-        "       atrest idp sp grant --tenant TID --id ID --role ROLE\n"
-        "       atrest idp keys list | rotate [--rollover SECONDS]\n"
-        "       atrest idp token --tenant TID --client-id APPID (--secret S | --secret-file F)\n"
-        "                        [--scope SCOPE]\n"
-        "\n"
-        "serve runs the identity server (prints its URL, stops on SIGTERM); state lives in\n"
-        "DIR (idp.db, admin.secret). The other commands call a running server:\n"
-        "  --url URL                the server (default https://127.0.0.1:%d)\n"
-        "  --ca FILE                CA certificate to trust\n"
-        "  --admin-secret-file FILE bootstrap secret (or ATREST_IDP_ADMIN_SECRET)\n"
-        "Roles: DataEncryption.Admin, Records.Write, Records.Read, Application.ReadWrite.All\n",
-        IDP_DEFAULT_PORT);
+    idp_usage_of(out, NULL);
 }
 
 /* ------------------------------------------------------------------ serve */
@@ -156,7 +195,7 @@ static int cmd_serve(int argc, char **argv)
         if (h > 0)
             continue;
         if (ch == 'h') {
-            idp_usage(stdout);
+            idp_usage_of(stdout, "serve");
             return ATR_EXIT_OK;
         }
         return atr_args_getopt_error("idp serve", ch, argv);
@@ -199,114 +238,108 @@ static int cmd_serve(int argc, char **argv)
 /* ---------------------------------------------------------------- clients */
 
 struct client_opts {
-    const char *url;
-    const char *ca;
-    const char *secret_file;
-    const char *tenant;
+    struct atr_cli_conf conf; /* --url --ca --profile --json --admin-secret-file --tenant ... */
+    const char *verb;
+    char cmd[64];
+    const char *tenant; /* NULL when none */
     const char *app_id;
     const char *id;
     const char *name;
     const char *role;
-    const char *client_id;
-    const char *client_secret;
-    const char *client_secret_file;
-    const char *scope;
     const char *key_file;
     long rollover;
     int multi_tenant;
 };
 
-/* Parses the shared options of the client commands; argv[0] is the verb. */
-static int parse_client(struct client_opts *o, const char *cmd, int argc, char **argv)
+static int client_opt(void *ctx, int ch, const char *arg)
+{
+    struct client_opts *o = ctx;
+    unsigned long v;
+    switch (ch) {
+    case 'a':
+        o->app_id = arg;
+        break;
+    case 'i':
+        o->id = arg;
+        break;
+    case 'n':
+        o->name = arg;
+        break;
+    case 'r':
+        o->role = arg;
+        break;
+    case 's':
+        o->conf.secret_arg = arg;
+        break;
+    case 'k':
+        o->key_file = arg;
+        break;
+    case 'R':
+        if (!atr_args_parse_ulong(&v, arg, 0, 366UL * 86400))
+            return atr_args_usage_error(o->cmd, "--rollover must be seconds, not '%s'", arg);
+        o->rollover = (long)v;
+        break;
+    case 'm':
+        o->multi_tenant = 1;
+        break;
+    default:
+        return atr_args_usage_error(o->cmd, "unknown option");
+    }
+    return ATR_EXIT_OK;
+}
+
+static void client_help(FILE *out, void *ctx)
+{
+    const struct client_opts *o = ctx;
+    char group[32];
+    snprintf(group, sizeof(group), "%.*s", (int)strcspn(o->cmd + 4, " "), o->cmd + 4);
+    idp_usage_of(out, group);
+}
+
+/*
+ * Parses the options of a client command; argv[0] is the verb (the group's
+ * name for token).
+ * @return ATR_EXIT_OK, ATR_EXIT_USAGE, or -1 after the help.
+ */
+static int parse_client(struct client_opts *o, const char *group, int argc, char **argv)
 {
     static const struct option longopts[] = {
-        {"url", required_argument, NULL, 'u'},
-        {"ca", required_argument, NULL, 'C'},
-        {"admin-secret-file", required_argument, NULL, 'S'},
-        {"tenant", required_argument, NULL, 't'},
+        ATR_CLI_CONN_LONGOPTS,
+        ATR_CLI_ADMIN_LONGOPTS,
+        {"tenant", required_argument, NULL, ATR_CLI_OPT_TENANT},
+        {"client-id", required_argument, NULL, ATR_CLI_OPT_CLIENT_ID},
+        {"secret-file", required_argument, NULL, ATR_CLI_OPT_SECRET_FILE},
+        {"scope", required_argument, NULL, ATR_CLI_OPT_SCOPE},
         {"app-id", required_argument, NULL, 'a'},
         {"id", required_argument, NULL, 'i'},
         {"name", required_argument, NULL, 'n'},
         {"role", required_argument, NULL, 'r'},
-        {"client-id", required_argument, NULL, 'c'},
         {"secret", required_argument, NULL, 's'},
-        {"secret-file", required_argument, NULL, 'F'},
-        {"scope", required_argument, NULL, 'o'},
         {"key-file", required_argument, NULL, 'k'},
         {"rollover", required_argument, NULL, 'R'},
         {"multi-tenant", no_argument, NULL, 'm'},
-        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     memset(o, 0, sizeof(*o));
     o->rollover = -1;
-    unsigned long v;
-    opterr = 0;
-    optind = 1;
-    int ch;
-    while ((ch = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
-        switch (ch) {
-        case 'u':
-            o->url = optarg;
-            break;
-        case 'C':
-            o->ca = optarg;
-            break;
-        case 'S':
-            o->secret_file = optarg;
-            break;
-        case 't':
-            o->tenant = optarg;
-            break;
-        case 'a':
-            o->app_id = optarg;
-            break;
-        case 'i':
-            o->id = optarg;
-            break;
-        case 'n':
-            o->name = optarg;
-            break;
-        case 'r':
-            o->role = optarg;
-            break;
-        case 'c':
-            o->client_id = optarg;
-            break;
-        case 's':
-            o->client_secret = optarg;
-            break;
-        case 'F':
-            o->client_secret_file = optarg;
-            break;
-        case 'o':
-            o->scope = optarg;
-            break;
-        case 'k':
-            o->key_file = optarg;
-            break;
-        case 'R':
-            if (!atr_args_parse_ulong(&v, optarg, 0, 366UL * 86400))
-                return atr_args_usage_error(cmd, "--rollover must be seconds, not '%s'", optarg);
-            o->rollover = (long)v;
-            break;
-        case 'm':
-            o->multi_tenant = 1;
-            break;
-        case 'h':
-            idp_usage(stdout);
-            return -1;
-        default:
-            return atr_args_getopt_error(cmd, ch, argv);
-        }
-    }
-    if (optind < argc)
-        return atr_args_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
-    if (o->url == NULL) {
-        static char def[64];
-        snprintf(def, sizeof(def), "https://127.0.0.1:%d", IDP_DEFAULT_PORT);
-        o->url = def;
-    }
+    o->verb = argv[0];
+    if (strcmp(group, "token") == 0)
+        snprintf(o->cmd, sizeof(o->cmd), "idp token");
+    else
+        snprintf(o->cmd, sizeof(o->cmd), "idp %s %.20s", group, argv[0]);
+    atr_cli_conf_init(&o->conf, o->cmd, ATR_CLI_IDP);
+    struct atr_cli_parse p = {longopts, client_opt, o, client_help, NULL, 0, 0};
+    int rc = atr_cli_parse_args(&o->conf, &p, argc, argv);
+    if (rc != ATR_EXIT_OK)
+        return rc;
+    struct atr_err err;
+    atr_err_clear(&err);
+    atr_status st = atr_cli_conf_resolve(&o->conf, &err);
+    if (st != ATR_OK)
+        return atr_cli_fail(o->cmd, st, &err);
+    o->tenant = o->conf.tenant.v[0] != '\0' ? o->conf.tenant.v : NULL;
+    if (o->tenant != NULL && !atr_cli_id_ok(o->tenant))
+        return atr_args_usage_error(o->cmd, "'%s' is not a directory id", o->tenant);
     return ATR_EXIT_OK;
 }
 
@@ -316,10 +349,16 @@ static int call(struct atr_http_client_resp *resp, const struct client_opts *o, 
 {
     char secret[ATR_CLI_SECRET_MAX];
     secret[0] = '\0';
-    if (admin &&
-        !atr_cli_secret_read(secret, sizeof(secret), o->secret_file, "ATREST_IDP_ADMIN_SECRET"))
-        return 0;
-    struct atr_cli_rest t = {o->url, o->ca, admin ? secret : NULL,
+    if (admin) {
+        struct atr_err err;
+        atr_err_clear(&err);
+        atr_status st = atr_cli_conf_admin_secret(secret, sizeof(secret), &o->conf, &err);
+        if (st != ATR_OK) {
+            atr_cli_fail(o->cmd, st, &err);
+            return 0;
+        }
+    }
+    struct atr_cli_rest t = {o->conf.url.v, atr_cli_conf_ca(&o->conf), admin ? secret : NULL,
                              o->tenant != NULL ? ATR_IDP_DIRECTORY_HEADER : NULL, o->tenant};
     int ok = atr_cli_rest_call(resp, &t, method, path, body, ctype, want);
     OPENSSL_cleanse(secret, sizeof(secret));
@@ -343,10 +382,10 @@ static int run(const struct client_opts *o, const char *method, const char *path
     return ok ? ATR_EXIT_OK : ATR_EXIT_FAIL;
 }
 
-static int need(const char *cmd, const char *v, const char *opt)
+static int need(const struct client_opts *o, const char *v, const char *opt)
 {
     if (v == NULL) {
-        atr_args_usage_error(cmd, "%s is required", opt);
+        atr_args_usage_error(o->cmd, "%s is required", opt);
         return 0;
     }
     return 1;
@@ -373,207 +412,179 @@ static int sp_id_of(char out[64], const struct client_opts *o)
         if (ok)
             snprintf(out, 64, "%s", id);
         else
-            fprintf(stderr, "atrest: no service principal of %s in %s\n", o->app_id, o->tenant);
+            fprintf(stderr, "atrest %s: no service principal of %s in %s\n", o->cmd, o->app_id,
+                    o->tenant);
         json_decref(j);
     }
     atr_http_client_resp_cleanup(&r);
     return ok;
 }
 
-static int cmd_directory(int argc, char **argv)
+static int ids_ok(const struct client_opts *o)
 {
-    struct client_opts o;
-    int rc = parse_client(&o, "idp directory", argc, argv);
-    if (rc != 0)
-        return rc < 0 ? ATR_EXIT_OK : rc;
-    if (strcmp(argv[0], "create") == 0)
-        return run(&o, "POST", "/admin/directories",
-                   json_pack("{s:s}", "displayName", o.name != NULL ? o.name : "Directory"), 1, 201,
-                   1);
-    if (strcmp(argv[0], "list") == 0)
-        return run(&o, "GET", "/admin/directories", NULL, 1, 200, 1);
-    return atr_args_usage_error("idp directory", "unknown verb '%s'", argv[0]);
+    const char *v[] = {o->app_id, o->id};
+    for (size_t i = 0; i < ATR_ARRAY_LEN(v); i++) {
+        if (v[i] != NULL && !atr_cli_id_ok(v[i])) {
+            atr_args_usage_error(o->cmd, "'%s' is not an id", v[i]);
+            return 0;
+        }
+    }
+    return 1;
 }
 
-static int cmd_app(int argc, char **argv)
+static int cmd_directory(struct client_opts *o)
 {
-    struct client_opts o;
-    int rc = parse_client(&o, "idp app", argc, argv);
-    if (rc != 0)
-        return rc < 0 ? ATR_EXIT_OK : rc;
+    if (strcmp(o->verb, "create") == 0)
+        return run(o, "POST", "/admin/directories",
+                   json_pack("{s:s}", "displayName", o->name != NULL ? o->name : "Directory"), 1,
+                   201, 1);
+    if (strcmp(o->verb, "list") == 0)
+        return run(o, "GET", "/admin/directories", NULL, 1, 200, 1);
+    return atr_args_usage_error("idp directory", "unknown verb '%s'", o->verb);
+}
+
+static int cmd_app(struct client_opts *o)
+{
     char path[256];
-    if (strcmp(argv[0], "create") == 0) {
-        if (!need("idp app", o.tenant, "--tenant"))
+    if (strcmp(o->verb, "create") == 0) {
+        if (!need(o, o->tenant, "--tenant"))
             return ATR_EXIT_USAGE;
-        snprintf(path, sizeof(path), "/admin/directories/%.40s/applications", o.tenant);
-        const char *t = o.tenant;
-        o.tenant = NULL;
-        ATR_UNUSED(t);
-        return run(&o, "POST", path,
-                   json_pack("{s:s,s:b}", "displayName", o.name != NULL ? o.name : "Application",
-                             "multiTenant", o.multi_tenant),
+        snprintf(path, sizeof(path), "/admin/directories/%.64s/applications", o->tenant);
+        return run(o, "POST", path,
+                   json_pack("{s:s,s:b}", "displayName", o->name != NULL ? o->name : "Application",
+                             "multiTenant", o->multi_tenant),
                    1, 201, 1);
     }
-    if (strcmp(argv[0], "add-key") == 0) {
-        if (!need("idp app", o.app_id, "--app-id") || !need("idp app", o.key_file, "--key-file"))
+    if (strcmp(o->verb, "add-key") == 0) {
+        if (!need(o, o->app_id, "--app-id") || !need(o, o->key_file, "--key-file"))
             return ATR_EXIT_USAGE;
         char pem[16384];
-        FILE *f = fopen(o.key_file, "r");
+        FILE *f = fopen(o->key_file, "r");
         if (f == NULL) {
-            fprintf(stderr, "atrest: cannot read %s\n", o.key_file);
+            fprintf(stderr, "atrest %s: cannot read %s\n", o->cmd, o->key_file);
             return ATR_EXIT_FAIL;
         }
         size_t n = fread(pem, 1, sizeof(pem) - 1, f);
         fclose(f);
         pem[n] = '\0';
-        snprintf(path, sizeof(path), "/admin/applications/%.40s/keys", o.app_id);
-        return run(&o, "POST", path, json_pack("{s:s}", "key", pem), 1, 201, 1);
+        snprintf(path, sizeof(path), "/admin/applications/%.64s/keys", o->app_id);
+        return run(o, "POST", path, json_pack("{s:s}", "key", pem), 1, 201, 1);
     }
-    if (strcmp(argv[0], "add-secret") == 0) {
-        if (!need("idp app", o.app_id, "--app-id"))
+    if (strcmp(o->verb, "add-secret") == 0) {
+        if (!need(o, o->app_id, "--app-id"))
             return ATR_EXIT_USAGE;
-        snprintf(path, sizeof(path), "/admin/applications/%.40s/secrets", o.app_id);
-        return run(&o, "POST", path, NULL, 1, 201, 1);
+        snprintf(path, sizeof(path), "/admin/applications/%.64s/secrets", o->app_id);
+        return run(o, "POST", path, NULL, 1, 201, 1);
     }
-    return atr_args_usage_error("idp app", "unknown verb '%s'", argv[0]);
+    return atr_args_usage_error("idp app", "unknown verb '%s'", o->verb);
 }
 
-static int cmd_sp(int argc, char **argv)
+static int cmd_sp(struct client_opts *o)
 {
-    struct client_opts o;
-    int rc = parse_client(&o, "idp sp", argc, argv);
-    if (rc != 0)
-        return rc < 0 ? ATR_EXIT_OK : rc;
-    if (!need("idp sp", o.tenant, "--tenant"))
+    static const char *const verbs[] = {"create", "list",   "enable", "disable",
+                                        "show",   "delete", "grant"};
+    size_t vi = 0;
+    while (vi < ATR_ARRAY_LEN(verbs) && strcmp(verbs[vi], o->verb) != 0)
+        vi++;
+    if (vi == ATR_ARRAY_LEN(verbs))
+        return atr_args_usage_error("idp sp", "unknown verb '%s'", o->verb);
+    if (!need(o, o->tenant, "--tenant"))
         return ATR_EXIT_USAGE;
-    const char *verb = argv[0];
+    const char *verb = o->verb;
     char path[256];
     char id[64];
     if (strcmp(verb, "create") == 0) {
-        if (!need("idp sp", o.app_id, "--app-id"))
+        if (!need(o, o->app_id, "--app-id"))
             return ATR_EXIT_USAGE;
-        return run(&o, "POST", "/v1.0/servicePrincipals", json_pack("{s:s}", "appId", o.app_id), 1,
+        return run(o, "POST", "/v1.0/servicePrincipals", json_pack("{s:s}", "appId", o->app_id), 1,
                    201, 1);
     }
     if (strcmp(verb, "list") == 0)
-        return run(&o, "GET", "/v1.0/servicePrincipals", NULL, 1, 200, 1);
-    if (o.id == NULL && o.app_id == NULL)
-        return atr_args_usage_error("idp sp", "--id or --app-id is required");
-    if (!sp_id_of(id, &o))
+        return run(o, "GET", "/v1.0/servicePrincipals", NULL, 1, 200, 1);
+    if (o->id == NULL && o->app_id == NULL)
+        return atr_args_usage_error(o->cmd, "--id or --app-id is required");
+    if (strcmp(verb, "grant") == 0 && !need(o, o->role, "--role"))
+        return ATR_EXIT_USAGE;
+    if (!sp_id_of(id, o))
         return ATR_EXIT_FAIL;
     snprintf(path, sizeof(path), "/v1.0/servicePrincipals/%.40s", id);
     if (strcmp(verb, "enable") == 0 || strcmp(verb, "disable") == 0) {
-        rc = run(&o, "PATCH", path,
-                 json_pack("{s:b}", "accountEnabled", strcmp(verb, "enable") == 0), 1, 204, 0);
-        if (rc == ATR_EXIT_OK)
+        int enable = strcmp(verb, "enable") == 0;
+        int rc = run(o, "PATCH", path, json_pack("{s:b}", "accountEnabled", enable), 1, 204, 0);
+        if (rc == ATR_EXIT_OK && o->conf.json)
+            printf("{\"id\":\"%s\",\"accountEnabled\":%s}\n", id, enable ? "true" : "false");
+        else if (rc == ATR_EXIT_OK)
             printf("%s %sd\n", id, verb);
         return rc;
     }
     if (strcmp(verb, "show") == 0)
-        return run(&o, "GET", path, NULL, 1, 200, 1);
-    if (strcmp(verb, "delete") == 0)
-        return run(&o, "DELETE", path, NULL, 1, 204, 0);
-    if (strcmp(verb, "grant") == 0) {
-        if (!need("idp sp", o.role, "--role"))
-            return ATR_EXIT_USAGE;
-        snprintf(path, sizeof(path), "/admin/directories/%.40s/servicePrincipals/%.40s/roles",
-                 o.tenant, id);
-        return run(&o, "POST", path, json_pack("{s:s}", "role", o.role), 1, 200, 1);
+        return run(o, "GET", path, NULL, 1, 200, 1);
+    if (strcmp(verb, "delete") == 0) {
+        int rc = run(o, "DELETE", path, NULL, 1, 204, 0);
+        if (rc == ATR_EXIT_OK && o->conf.json)
+            printf("{\"id\":\"%s\",\"deleted\":true}\n", id);
+        return rc;
     }
-    return atr_args_usage_error("idp sp", "unknown verb '%s'", verb);
+    /* grant */
+    snprintf(path, sizeof(path), "/admin/directories/%.64s/servicePrincipals/%.40s/roles",
+             o->tenant, id);
+    return run(o, "POST", path, json_pack("{s:s}", "role", o->role), 1, 200, 1);
 }
 
-static int cmd_keys(int argc, char **argv)
+static int cmd_keys(struct client_opts *o)
 {
-    struct client_opts o;
-    int rc = parse_client(&o, "idp keys", argc, argv);
-    if (rc != 0)
-        return rc < 0 ? ATR_EXIT_OK : rc;
-    if (strcmp(argv[0], "list") == 0)
-        return run(&o, "GET", "/admin/keys", NULL, 1, 200, 1);
-    if (strcmp(argv[0], "rotate") == 0)
-        return run(&o, "POST", "/admin/keys/rotate",
-                   o.rollover >= 0 ? json_pack("{s:I}", "rolloverSeconds", (json_int_t)o.rollover)
-                                   : json_object(),
+    if (strcmp(o->verb, "list") == 0)
+        return run(o, "GET", "/admin/keys", NULL, 1, 200, 1);
+    if (strcmp(o->verb, "rotate") == 0)
+        return run(o, "POST", "/admin/keys/rotate",
+                   o->rollover >= 0 ? json_pack("{s:I}", "rolloverSeconds", (json_int_t)o->rollover)
+                                    : json_object(),
                    1, 200, 1);
-    return atr_args_usage_error("idp keys", "unknown verb '%s'", argv[0]);
+    return atr_args_usage_error("idp keys", "unknown verb '%s'", o->verb);
 }
 
-/* Appends name=urlencoded(value)& to @p b. */
-static int form_add(struct atr_buf *b, const char *name, const char *value)
+static int cmd_token(struct client_opts *o)
 {
-    if (atr_buf_printf(b, "%s%s=", b->len > 0 ? "&" : "", name) != ATR_OK)
-        return 0;
-    for (const unsigned char *p = (const unsigned char *)value; *p != '\0'; p++) {
-        int plain = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-                    (*p >= '0' && *p <= '9') || *p == '-' || *p == '.' || *p == '_' || *p == '~';
-        if ((plain ? atr_buf_append(b, p, 1) : atr_buf_printf(b, "%%%02X", *p)) != ATR_OK)
-            return 0;
-    }
-    return 1;
-}
-
-static int cmd_token(int argc, char **argv)
-{
-    struct client_opts o;
-    int rc = parse_client(&o, "idp token", argc, argv);
-    if (rc != 0)
-        return rc < 0 ? ATR_EXIT_OK : rc;
-    if (!need("idp token", o.tenant, "--tenant") || !need("idp token", o.client_id, "--client-id"))
+    if (!need(o, o->tenant, "--tenant") ||
+        !need(o, o->conf.client_id.v[0] != '\0' ? o->conf.client_id.v : NULL, "--client-id"))
         return ATR_EXIT_USAGE;
+    struct atr_err err;
+    atr_err_clear(&err);
     char secret[ATR_CLI_SECRET_MAX];
-    if (o.client_secret_file != NULL) {
-        if (!atr_cli_read_small_file(secret, sizeof(secret), o.client_secret_file)) {
-            fprintf(stderr, "atrest: cannot read %s\n", o.client_secret_file);
-            return ATR_EXIT_FAIL;
-        }
-    } else if (o.client_secret != NULL) {
-        snprintf(secret, sizeof(secret), "%s", o.client_secret);
-    } else {
-        return atr_args_usage_error("idp token", "--secret or --secret-file is required");
-    }
-    struct atr_buf form;
-    atr_buf_init(&form, 16384);
-    char path[128];
-    snprintf(path, sizeof(path), "/%.40s/oauth2/v2.0/token", o.tenant);
-    const char *tenant = o.tenant;
-    o.tenant = NULL; /* no X-Atrest-Directory on the token call */
-    ATR_UNUSED(tenant);
-    rc = ATR_EXIT_FAIL;
-    if (form_add(&form, "grant_type", "client_credentials") &&
-        form_add(&form, "client_id", o.client_id) && form_add(&form, "client_secret", secret) &&
-        form_add(&form, "scope", o.scope != NULL ? o.scope : "https://vault.azure.net/.default")) {
-        struct atr_http_client_resp r;
-        atr_http_client_resp_init(&r);
-        if (call(&r, &o, "POST", path, atr_buf_cstr(&form), "application/x-www-form-urlencoded", 0,
-                 200)) {
-            json_t *j = json_loads(atr_buf_cstr(&r.body), 0, NULL);
-            const char *tok = json_string_value(json_object_get(j, "access_token"));
-            if (tok != NULL) {
-                printf("%s\n", tok);
-                rc = ATR_EXIT_OK;
-            }
-            json_decref(j);
-        }
-        atr_http_client_resp_cleanup(&r);
-    }
-    atr_buf_cleanup(&form);
+    atr_status st = atr_cli_conf_client_secret(secret, sizeof(secret), &o->conf, &err);
+    if (st != ATR_OK)
+        return atr_cli_fail(o->cmd, st, &err);
+    struct atr_http_client *h = NULL;
+    char *token = NULL;
+    json_t *answer = NULL;
+    if ((st = atr_cli_http_new(&h, atr_cli_conf_ca(&o->conf), &err)) == ATR_OK)
+        st = atr_cli_token_fetch(&token, &answer, h, o->conf.url.v, o->tenant, o->conf.client_id.v,
+                                 secret, o->conf.scope.v, &err);
     OPENSSL_cleanse(secret, sizeof(secret));
-    return rc;
+    atr_http_client_free(h);
+    if (st != ATR_OK)
+        return atr_cli_fail(o->cmd, st, &err);
+    /* printing the token is this command's purpose */
+    if (o->conf.json)
+        atr_cli_json_print(answer);
+    else
+        printf("%s\n", token);
+    json_decref(answer);
+    atr_cli_token_free(token);
+    return ATR_EXIT_OK;
 }
 
 int atr_cmd_idp(int argc, char **argv)
 {
-    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "help") == 0) {
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
         idp_usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? ATR_EXIT_USAGE : ATR_EXIT_OK;
     }
     const char *sub = argv[1];
     if (strcmp(sub, "serve") == 0)
         return cmd_serve(argc - 1, argv + 1);
-    if (strcmp(sub, "token") == 0)
-        return cmd_token(argc - 1, argv + 1);
-    int (*fn)(int, char **) = NULL;
+    int (*fn)(struct client_opts *) = NULL;
     if (strcmp(sub, "directory") == 0)
         fn = cmd_directory;
     else if (strcmp(sub, "app") == 0)
@@ -582,9 +593,26 @@ int atr_cmd_idp(int argc, char **argv)
         fn = cmd_sp;
     else if (strcmp(sub, "keys") == 0)
         fn = cmd_keys;
+    else if (strcmp(sub, "token") == 0)
+        fn = cmd_token;
     if (fn == NULL)
         return atr_args_usage_error("idp", "unknown command '%s'", sub);
-    if (argc < 3 || argv[2][0] == '-')
-        return atr_args_usage_error("idp", "'%s' needs a verb (see atrest idp --help)", sub);
-    return fn(argc - 2, argv + 2);
+    int token = fn == cmd_token;
+    if (!token && argc >= 3 && (strcmp(argv[2], "--help") == 0 || strcmp(argv[2], "-h") == 0)) {
+        idp_usage_of(stdout, sub);
+        return ATR_EXIT_OK;
+    }
+    if (!token && (argc < 3 || argv[2][0] == '-')) {
+        char cmd[32];
+        snprintf(cmd, sizeof(cmd), "idp %s", sub);
+        return atr_args_usage_error(cmd, "'%s' needs a verb (see atrest idp %s --help)", sub, sub);
+    }
+    static struct client_opts o; /* large: the settings */
+    int rc = token ? parse_client(&o, sub, argc - 1, argv + 1)
+                   : parse_client(&o, sub, argc - 2, argv + 2);
+    if (rc != ATR_EXIT_OK)
+        return rc < 0 ? ATR_EXIT_OK : rc;
+    if (!ids_ok(&o))
+        return ATR_EXIT_USAGE;
+    return fn(&o);
 }

@@ -1,253 +1,101 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * atrest records ingest|query and atrest encryption status: clients of the
- * data service's REST API (docs/service.md).
- *
- * Where to call and as whom, first match wins:
- *   --url, --ca, --tenant            flags
- *   ATREST_URL, ATREST_CA, ATREST_TENANT   environment
- *   --profile FILE (default DIR/profile of `atrest dev`, .dev/profile)
- * The bearer token: --token, ATREST_TOKEN, or a client-credentials token
- * fetched from the identity server with the demo application of the
- * profile (ATREST_IDP_URL, ATREST_CLIENT_ID and the secret in
- * ATREST_DEMO_FILE).
+ * atrest records ingest|query: clients of the data service's records API
+ * (docs/service.md). Settings and tokens as every client command
+ * (cli/client.h): flags, then ATREST_* variables, then the profile.
  *
  * Exit codes: 0 ok, 1 failed (the server's error is printed), 2 usage.
  */
 #include <errno.h>
-#include <getopt.h>
-#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <jansson.h>
-#include <openssl/crypto.h>
 
 #include "base/alloc.h"
 #include "base/buf.h"
 #include "cli/args.h"
+#include "cli/client.h"
 #include "cli/commands.h"
 #include "cli/rest.h"
 
-#define BODY_MAX      ((size_t)8 << 20)
-#define TOKEN_MAX     16384
-#define PROFILE_VALUE 1024
+#define BODY_MAX ((size_t)8 << 20)
 
 struct rec_opts {
-    const char *cmd;
-    char url[PROFILE_VALUE];
-    char ca[PROFILE_VALUE];
-    char tenant[PROFILE_VALUE];
-    char idp_url[PROFILE_VALUE];
-    char client_id[PROFILE_VALUE];
-    char demo_file[PROFILE_VALUE];
-    const char *token;
-    const char *profile;
+    const char *verb;
     const char *file;
     const char *from, *to, *user, *app, *action, *limit;
     int atomic;
     int all;
-    int json;
 };
 
-static void records_usage(FILE *out)
+static void records_help(FILE *out, void *ctx)
 {
-    fprintf(out,
-            "usage: atrest records ingest [--file FILE|-] [--atomic] [common options]\n"
-            "       atrest records query [--from T] [--to T] [--user U] [--app A] [--action X]\n"
-            "                            [--limit N] [--all] [common options]\n"
-            "       atrest encryption status [common options]\n"
-            "\n"
-            "ingest posts NDJSON records (one JSON object per line: time, user, app, action,\n"
-            "ip, free fields) from FILE or standard input and prints the report; query prints\n"
-            "NDJSON records (--all follows the continuation cursor to the end); status prints\n"
-            "the tenant's data encryption settings.\n"
-            "\n"
-            "common options:\n"
-            "  --url URL        the service (or ATREST_URL)\n"
-            "  --ca FILE        CA certificate to trust (or ATREST_CA)\n"
-            "  --tenant T       the tenant (or ATREST_TENANT)\n"
-            "  --token TOKEN    bearer token (or ATREST_TOKEN); otherwise one is fetched for\n"
-            "                   the demo application of the profile\n"
-            "  --profile FILE   settings written by `atrest dev` (default .dev/profile)\n"
-            "  --json           machine-readable output\n"
-            "exit codes: 0 ok, 1 failed, 2 usage\n");
+    const struct rec_opts *o = ctx;
+    int all = o == NULL || o->verb == NULL;
+    fprintf(out, "usage:\n");
+    if (all || strcmp(o->verb, "ingest") == 0)
+        fprintf(out, "  atrest records ingest [--file FILE|-] [--atomic] [options]\n");
+    if (all || strcmp(o->verb, "query") == 0)
+        fprintf(out,
+                "  atrest records query [--from T] [--to T] [--user U] [--app A] [--action X]\n"
+                "                       [--limit N] [--all] [options]\n");
+    if (all || strcmp(o->verb, "ingest") == 0)
+        fprintf(out, "\ningest posts NDJSON records (one JSON object per line: time, user, app,\n"
+                     "action, ip, free fields) from FILE or standard input (at most 8 MiB a call)\n"
+                     "and prints the report: accepted, rejected and why. --atomic stores nothing\n"
+                     "when a line is bad. Needs the role Records.Write.\n");
+    if (all || strcmp(o->verb, "query") == 0)
+        fprintf(out,
+                "\nquery prints the tenant's records as NDJSON: --from (inclusive) and --to\n"
+                "(exclusive) are RFC 3339 or Unix milliseconds; --user, --app, --action match\n"
+                "exactly; --limit 1..10000 records per page (default 1000); --all follows the\n"
+                "continuation cursor to the end (a line on stderr every 10 pages). Needs\n"
+                "Records.Read.\n");
+    atr_cli_conf_help(out, ATR_CLI_SERVICE, ATR_CLI_HELP_CONN | ATR_CLI_HELP_AUTH);
 }
 
-/* Sets @p dst from the environment variable @p env when it is still empty. */
-static void from_env(char *dst, const char *env)
+static int records_opt(void *ctx, int ch, const char *arg)
 {
-    const char *v = getenv(env);
-    if (dst[0] == '\0' && v != NULL)
-        snprintf(dst, PROFILE_VALUE, "%s", v);
-}
-
-/* Reads KEY=VALUE lines of the profile into the fields still empty. */
-static void from_profile(struct rec_opts *o)
-{
-    const char *path = o->profile != NULL ? o->profile : ".dev/profile";
-    FILE *f = fopen(path, "r");
-    if (f == NULL) {
-        if (o->profile != NULL)
-            fprintf(stderr, "atrest: cannot read the profile %s: %s\n", path, strerror(errno));
-        return;
+    struct rec_opts *o = ctx;
+    int ingest = strcmp(o->verb, "ingest") == 0;
+    char cmd[64];
+    snprintf(cmd, sizeof(cmd), "records %s", o->verb);
+    /* each verb takes only its own options */
+    if ((ingest && strchr("FA", ch) == NULL) || (!ingest && strchr("foUaxlL", ch) == NULL))
+        return atr_args_usage_error(cmd, "this option does not apply to '%s'", o->verb);
+    switch (ch) {
+    case 'F':
+        o->file = arg;
+        break;
+    case 'f':
+        o->from = arg;
+        break;
+    case 'o':
+        o->to = arg;
+        break;
+    case 'U':
+        o->user = arg;
+        break;
+    case 'a':
+        o->app = arg;
+        break;
+    case 'x':
+        o->action = arg;
+        break;
+    case 'l':
+        o->limit = arg;
+        break;
+    case 'A':
+        o->atomic = 1;
+        break;
+    case 'L':
+        o->all = 1;
+        break;
+    default:
+        return atr_args_usage_error(cmd, "unknown option");
     }
-    static const struct {
-        const char *key;
-        size_t off;
-    } keys[] = {
-        {"ATREST_URL", offsetof(struct rec_opts, url)},
-        {"ATREST_CA", offsetof(struct rec_opts, ca)},
-        {"ATREST_TENANT", offsetof(struct rec_opts, tenant)},
-        {"ATREST_IDP_URL", offsetof(struct rec_opts, idp_url)},
-        {"ATREST_CLIENT_ID", offsetof(struct rec_opts, client_id)},
-        {"ATREST_DEMO_FILE", offsetof(struct rec_opts, demo_file)},
-    };
-    char line[2 * PROFILE_VALUE];
-    while (fgets(line, sizeof(line), f) != NULL) {
-        line[strcspn(line, "\r\n")] = '\0';
-        char *eq = strchr(line, '=');
-        if (line[0] == '#' || eq == NULL)
-            continue;
-        *eq = '\0';
-        for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
-            char *dst = (char *)o + keys[i].off;
-            if (strcmp(line, keys[i].key) == 0 && dst[0] == '\0')
-                snprintf(dst, PROFILE_VALUE, "%s", eq + 1);
-        }
-    }
-    fclose(f);
-}
-
-/* A token for the service: given, or fetched for the profile's demo application. */
-static char *token_get(const struct rec_opts *o)
-{
-    const char *t = o->token != NULL ? o->token : getenv("ATREST_TOKEN");
-    if (t != NULL && t[0] != '\0')
-        return atr_strdup(t);
-    if (o->idp_url[0] == '\0' || o->client_id[0] == '\0' || o->demo_file[0] == '\0') {
-        fprintf(stderr, "atrest: give --token or ATREST_TOKEN (or a profile of `atrest dev`)\n");
-        return NULL;
-    }
-    json_t *demo = json_load_file(o->demo_file, 0, NULL);
-    const char *secret = json_string_value(json_object_get(demo, "secret"));
-    if (secret == NULL) {
-        fprintf(stderr, "atrest: cannot read the client secret from %s\n", o->demo_file);
-        json_decref(demo);
-        return NULL;
-    }
-    char form[2048], path[PROFILE_VALUE + 32];
-    snprintf(form, sizeof(form),
-             "grant_type=client_credentials&client_id=%s&client_secret=%s&scope="
-             "api%%3A%%2F%%2Fatrest%%2F.default",
-             o->client_id, secret);
-    json_decref(demo);
-    snprintf(path, sizeof(path), "/%s/oauth2/v2.0/token", o->tenant);
-    struct atr_cli_rest r = {o->idp_url, o->ca[0] != '\0' ? o->ca : NULL, NULL, NULL, NULL};
-    struct atr_http_client_resp resp;
-    atr_http_client_resp_init(&resp);
-    char *out = NULL;
-    if (atr_cli_rest_call(&resp, &r, "POST", path, form, "application/x-www-form-urlencoded",
-                          200)) {
-        json_t *j = json_loads(atr_buf_cstr(&resp.body), 0, NULL);
-        const char *tok = json_string_value(json_object_get(j, "access_token"));
-        if (tok != NULL)
-            out = atr_strdup(tok);
-        json_decref(j);
-    }
-    OPENSSL_cleanse(form, sizeof(form));
-    atr_http_client_resp_cleanup(&resp);
-    return out;
-}
-
-static int parse(struct rec_opts *o, int argc, char **argv)
-{
-    static const struct option longopts[] = {
-        {"url", required_argument, NULL, 'u'},
-        {"ca", required_argument, NULL, 'C'},
-        {"tenant", required_argument, NULL, 't'},
-        {"token", required_argument, NULL, 'T'},
-        {"profile", required_argument, NULL, 'P'},
-        {"file", required_argument, NULL, 'F'},
-        {"from", required_argument, NULL, 'f'},
-        {"to", required_argument, NULL, 'o'},
-        {"user", required_argument, NULL, 'U'},
-        {"app", required_argument, NULL, 'a'},
-        {"action", required_argument, NULL, 'x'},
-        {"limit", required_argument, NULL, 'l'},
-        {"atomic", no_argument, NULL, 'A'},
-        {"all", no_argument, NULL, 'L'},
-        {"json", no_argument, NULL, 'j'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    opterr = 0;
-    optind = 1;
-    int ch;
-    while ((ch = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
-        switch (ch) {
-        case 'u':
-            snprintf(o->url, sizeof(o->url), "%s", optarg);
-            break;
-        case 'C':
-            snprintf(o->ca, sizeof(o->ca), "%s", optarg);
-            break;
-        case 't':
-            snprintf(o->tenant, sizeof(o->tenant), "%s", optarg);
-            break;
-        case 'T':
-            o->token = optarg;
-            break;
-        case 'P':
-            o->profile = optarg;
-            break;
-        case 'F':
-            o->file = optarg;
-            break;
-        case 'f':
-            o->from = optarg;
-            break;
-        case 'o':
-            o->to = optarg;
-            break;
-        case 'U':
-            o->user = optarg;
-            break;
-        case 'a':
-            o->app = optarg;
-            break;
-        case 'x':
-            o->action = optarg;
-            break;
-        case 'l':
-            o->limit = optarg;
-            break;
-        case 'A':
-            o->atomic = 1;
-            break;
-        case 'L':
-            o->all = 1;
-            break;
-        case 'j':
-            o->json = 1;
-            break;
-        case 'h':
-            records_usage(stdout);
-            return -1;
-        default:
-            return atr_args_getopt_error(o->cmd, ch, argv);
-        }
-    }
-    if (optind < argc)
-        return atr_args_usage_error(o->cmd, "unexpected argument '%s'", argv[optind]);
-    from_env(o->url, "ATREST_URL");
-    from_env(o->ca, "ATREST_CA");
-    from_env(o->tenant, "ATREST_TENANT");
-    from_profile(o);
-    if (o->url[0] == '\0' || o->tenant[0] == '\0')
-        return atr_args_usage_error(o->cmd, "the service URL and the tenant are required "
-                                            "(--url, --tenant, environment or profile)");
     return ATR_EXIT_OK;
 }
 
@@ -271,7 +119,7 @@ static int read_all(struct atr_buf *out, const char *file)
 {
     FILE *f = file == NULL || strcmp(file, "-") == 0 ? stdin : fopen(file, "rb");
     if (f == NULL) {
-        fprintf(stderr, "atrest: cannot read %s: %s\n", file, strerror(errno));
+        fprintf(stderr, "atrest records ingest: cannot read %s: %s\n", file, strerror(errno));
         return 0;
     }
     uint8_t chunk[65536];
@@ -282,29 +130,37 @@ static int read_all(struct atr_buf *out, const char *file)
     if (f != stdin)
         fclose(f);
     if (!ok)
-        fprintf(stderr, "atrest: the input is larger than %zu bytes; split it\n", BODY_MAX);
+        fprintf(stderr, "atrest records ingest: the input is larger than %zu bytes; split it\n",
+                BODY_MAX);
     return ok;
 }
 
-static int do_ingest(const struct rec_opts *o, const struct atr_cli_rest *r)
+static int do_ingest(const struct atr_cli_conf *c, const struct rec_opts *o,
+                     struct atr_http_client *h, const char *token)
 {
     struct atr_buf body;
     atr_buf_init(&body, BODY_MAX);
-    if (!read_all(&body, o->file)) {
+    if (!read_all(&body, o->file) || atr_buf_cstr(&body) == NULL) {
         atr_buf_cleanup(&body);
         return ATR_EXIT_FAIL;
     }
-    char path[PROFILE_VALUE + 64];
-    snprintf(path, sizeof(path), "/v1/tenants/%s/records%s", o->tenant,
-             o->atomic ? "?atomic=true" : "");
+    char url[2 * ATR_CLI_VALUE_MAX];
+    atr_cli_url(url, sizeof(url), c->url.v, "/v1/tenants/%s/records%s", c->tenant.v,
+                o->atomic ? "?atomic=true" : "");
     struct atr_http_client_resp resp;
     atr_http_client_resp_init(&resp);
-    const char *text = atr_buf_cstr(&body);
-    int ok = text != NULL &&
-             atr_cli_rest_call(&resp, r, "POST", path, text, "application/x-ndjson", 200);
+    struct atr_cli_req rq = {.method = "POST",
+                             .url = url,
+                             .bearer = token,
+                             .body = atr_buf_cstr(&body),
+                             .body_len = body.len,
+                             .ctype = "application/x-ndjson"};
+    int ok = body.len > 0 && atr_cli_call(&resp, h, &rq, 200, c->cmd);
+    if (body.len == 0)
+        fprintf(stderr, "atrest records ingest: the input is empty\n");
     if (ok) {
-        json_t *j = json_loads(atr_buf_cstr(&resp.body), 0, NULL);
-        if (o->json || j == NULL) {
+        json_t *j = json_loadb((const char *)resp.body.ptr, resp.body.len, 0, NULL);
+        if (c->json || j == NULL) {
             printf("%s\n", atr_buf_cstr(&resp.body));
         } else {
             printf("accepted %lld, rejected %lld, blocks %lld\n",
@@ -316,6 +172,9 @@ static int do_ingest(const struct rec_opts *o, const struct atr_cli_rest *r)
             json_array_foreach(json_object_get(j, "errors"), i, e) printf(
                 "  line %lld: %s\n", (long long)json_integer_value(json_object_get(e, "line")),
                 json_string_value(json_object_get(e, "message")));
+            if (json_is_true(json_object_get(j, "readableAfterRestore")))
+                printf("the tenant is locked: these records are readable once its key is "
+                       "restored\n");
         }
         json_decref(j);
     }
@@ -324,7 +183,8 @@ static int do_ingest(const struct rec_opts *o, const struct atr_cli_rest *r)
     return ok ? ATR_EXIT_OK : ATR_EXIT_FAIL;
 }
 
-static int do_query(const struct rec_opts *o, const struct atr_cli_rest *r)
+static int do_query(const struct atr_cli_conf *c, const struct rec_opts *o,
+                    struct atr_http_client *h, const char *token)
 {
     char *cursor = NULL;
     int rc = ATR_EXIT_OK;
@@ -336,14 +196,13 @@ static int do_query(const struct rec_opts *o, const struct atr_cli_rest *r)
                  query_add(&q, "user", o->user) && query_add(&q, "app", o->app) &&
                  query_add(&q, "action", o->action) && query_add(&q, "limit", o->limit) &&
                  query_add(&q, "cursor", cursor);
-        char path[PROFILE_VALUE + 64];
-        snprintf(path, sizeof(path), "/v1/tenants/%s/records", o->tenant);
-        struct atr_buf full;
-        atr_buf_init(&full, 16384);
-        ok = ok && atr_buf_printf(&full, "%s%s", path, q.len > 0 ? atr_buf_cstr(&q) : "") == ATR_OK;
+        char url[ATR_CLI_VALUE_MAX + 9000];
+        ok = ok && atr_cli_url(url, sizeof(url), c->url.v, "/v1/tenants/%s/records%s", c->tenant.v,
+                               q.len > 0 ? atr_buf_cstr(&q) : "");
         struct atr_http_client_resp resp;
         atr_http_client_resp_init(&resp);
-        ok = ok && atr_cli_rest_call(&resp, r, "GET", atr_buf_cstr(&full), NULL, NULL, 200);
+        struct atr_cli_req rq = {.method = "GET", .url = url, .bearer = token};
+        ok = ok && atr_cli_call(&resp, h, &rq, 200, c->cmd);
         atr_free(cursor);
         cursor = NULL;
         if (ok) {
@@ -359,7 +218,6 @@ static int do_query(const struct rec_opts *o, const struct atr_cli_rest *r)
         }
         atr_http_client_resp_cleanup(&resp);
         atr_buf_cleanup(&q);
-        atr_buf_cleanup(&full);
         if (pages > 0 && pages % 10 == 0 && cursor != NULL)
             fprintf(stderr, "atrest: %ld pages so far\n", pages);
     } while (rc == ATR_EXIT_OK && cursor != NULL);
@@ -368,73 +226,60 @@ static int do_query(const struct rec_opts *o, const struct atr_cli_rest *r)
     return rc;
 }
 
-static int do_status(const struct rec_opts *o, const struct atr_cli_rest *r)
-{
-    char path[PROFILE_VALUE + 64];
-    snprintf(path, sizeof(path), "/v1/tenants/%s/encryption", o->tenant);
-    struct atr_http_client_resp resp;
-    atr_http_client_resp_init(&resp);
-    int ok = atr_cli_rest_call(&resp, r, "GET", path, NULL, NULL, 200);
-    if (ok) {
-        json_t *j = json_loads(atr_buf_cstr(&resp.body), 0, NULL);
-        if (o->json || j == NULL) {
-            printf("%s\n", atr_buf_cstr(&resp.body));
-        } else {
-            const char *k;
-            json_t *v;
-            json_object_foreach(j, k, v)
-            {
-                if (json_is_string(v))
-                    printf("%-12s %s\n", k, json_string_value(v));
-            }
-        }
-        json_decref(j);
-    }
-    atr_http_client_resp_cleanup(&resp);
-    return ok ? ATR_EXIT_OK : ATR_EXIT_FAIL;
-}
-
-static int run(const char *group, int argc, char **argv)
+int atr_cmd_records(int argc, char **argv)
 {
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
         strcmp(argv[1], "help") == 0) {
-        records_usage(argc < 2 ? stderr : stdout);
+        records_help(argc < 2 ? stderr : stdout, NULL);
         return argc < 2 ? ATR_EXIT_USAGE : ATR_EXIT_OK;
     }
     const char *verb = argv[1];
-    int records = strcmp(group, "records") == 0;
-    if ((records && strcmp(verb, "ingest") != 0 && strcmp(verb, "query") != 0) ||
-        (!records && strcmp(verb, "status") != 0))
-        return atr_args_usage_error(group, "unknown command '%s'", verb);
+    if (strcmp(verb, "ingest") != 0 && strcmp(verb, "query") != 0)
+        return atr_args_usage_error("records", "unknown command '%s'", verb);
+    static const struct option longopts[] = {
+        ATR_CLI_CONN_LONGOPTS,
+        ATR_CLI_AUTH_LONGOPTS,
+        {"file", required_argument, NULL, 'F'},
+        {"atomic", no_argument, NULL, 'A'},
+        {"from", required_argument, NULL, 'f'},
+        {"to", required_argument, NULL, 'o'},
+        {"user", required_argument, NULL, 'U'},
+        {"app", required_argument, NULL, 'a'},
+        {"action", required_argument, NULL, 'x'},
+        {"limit", required_argument, NULL, 'l'},
+        {"all", no_argument, NULL, 'L'},
+        {NULL, 0, NULL, 0},
+    };
     char cmd[64];
-    snprintf(cmd, sizeof(cmd), "%s %s", group, verb);
+    snprintf(cmd, sizeof(cmd), "records %s", verb);
     struct rec_opts o;
     memset(&o, 0, sizeof(o));
-    o.cmd = cmd;
-    int rc = parse(&o, argc - 1, argv + 1);
+    o.verb = verb;
+    struct atr_cli_conf c;
+    atr_cli_conf_init(&c, cmd, ATR_CLI_SERVICE);
+    struct atr_cli_parse p = {longopts, records_opt, &o, records_help, NULL, 0, 0};
+    int rc = atr_cli_parse_args(&c, &p, argc - 1, argv + 1);
     if (rc != ATR_EXIT_OK)
         return rc < 0 ? ATR_EXIT_OK : rc;
-    char *token = token_get(&o);
-    if (token == NULL)
-        return ATR_EXIT_FAIL;
-    struct atr_cli_rest r = {o.url, o.ca[0] != '\0' ? o.ca : NULL, token, NULL, NULL};
-    if (strcmp(verb, "ingest") == 0)
-        rc = do_ingest(&o, &r);
-    else if (strcmp(verb, "query") == 0)
-        rc = do_query(&o, &r);
-    else
-        rc = do_status(&o, &r);
-    OPENSSL_cleanse(token, strlen(token));
-    atr_free(token);
+    struct atr_err err;
+    atr_err_clear(&err);
+    atr_status st = atr_cli_conf_resolve(&c, &err);
+    if (st != ATR_OK)
+        return atr_cli_fail(cmd, st, &err);
+    if (c.url.v[0] == '\0' || c.tenant.v[0] == '\0')
+        return atr_args_usage_error(cmd, "the service URL and the tenant are required "
+                                         "(--url, --tenant, environment or profile)");
+    if (!atr_cli_id_ok(c.tenant.v))
+        return atr_args_usage_error(cmd, "'%s' is not a tenant id", c.tenant.v);
+    struct atr_http_client *h = NULL;
+    char *token = NULL;
+    if ((st = atr_cli_http_new(&h, atr_cli_conf_ca(&c), &err)) != ATR_OK ||
+        (st = atr_cli_conf_token(&token, &c, h, NULL, 0, &err)) != ATR_OK) {
+        atr_http_client_free(h);
+        return atr_cli_fail(cmd, st, &err);
+    }
+    rc = strcmp(verb, "ingest") == 0 ? do_ingest(&c, &o, h, token) : do_query(&c, &o, h, token);
+    atr_cli_token_free(token);
+    atr_http_client_free(h);
     return rc;
-}
-
-int atr_cmd_records(int argc, char **argv)
-{
-    return run("records", argc, argv);
-}
-
-int atr_cmd_encryption(int argc, char **argv)
-{
-    return run("encryption", argc, argv);
 }

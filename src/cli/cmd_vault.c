@@ -14,10 +14,11 @@
  *   atrest vault faults [--latency-ms N] [--error-rate R] [--error-status S]
  *                       [--refuse-seconds N]
  *   atrest vault clock --advance SECONDS
+ *   atrest vault key ...                  (the keys data plane: cmd_keys.c)
  *
  * The management commands are REST clients of a running server (--url,
- * --ca) authenticated with its bootstrap secret (--admin-secret-file or
- * ATREST_VAULT_ADMIN_SECRET).
+ * --ca) authenticated with its bootstrap secret (--admin-secret-file,
+ * ATREST_VAULT_ADMIN_SECRET, or the profile; see cli/client.h).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -35,6 +36,7 @@
 #include "base/error.h"
 #include "base/log.h"
 #include "cli/args.h"
+#include "cli/client.h"
 #include "cli/commands.h"
 #include "cli/rest.h"
 #include "cli/serving.h"
@@ -47,36 +49,70 @@ extern char **environ;
 #define VAULT_DEFAULT_PORT 8445
 #define MAX_RULES          ATR_VAULT_MAX_IP_RULES
 
+/* The usage lines of each verb; the first line of each entry names it. */
+static const struct {
+    const char *verb;
+    const char *usage;
+} vault_verbs[] = {
+    {"serve", "serve --dir DIR --cert FILE --key FILE [--listen ADDR] [--port N]\n"
+              "        [--idp URL] [--ca FILE] [--dns-suffix S] [--default-vault V]\n"
+              "        [--trusted-app-id ID]... [--test-mode] [--config FILE]"},
+    {"create", "create NAME --directory TID [--retention DAYS] [--purge-protection]\n"
+               "        [--limit-ops N] [--limit-create N]"},
+    {"update", "update NAME [--directory TID] [--retention DAYS] [--purge-protection]\n"
+               "        [--limit-ops N] [--limit-create N]"},
+    {"show", "show NAME"},
+    {"list", "list"},
+    {"policy", "policy set NAME --object-id OID --permissions P1,P2,... [--tenant TID]\n"
+               "        [--application-id APPID]\n"
+               "  atrest vault policy delete NAME --object-id OID"},
+    {"firewall", "firewall NAME --default-action Allow|Deny [--bypass AzureServices|None]\n"
+                 "        [--ip-rule CIDR]..."},
+    {"faults", "faults [--latency-ms N] [--error-rate R] [--error-status S]\n"
+               "        [--refuse-seconds N]          (server in --test-mode)"},
+    {"clock", "clock --advance SECONDS               (server in --test-mode)"},
+    {"key", "key list|create|show|versions|rotate|delete|recover|purge|import|update|\n"
+            "        rotation-policy ...            (see 'atrest vault key --help')"},
+};
+
+/* The usage of @p verb (NULL: every verb). */
+static void vault_usage_of(FILE *out, const char *verb)
+{
+    fprintf(out, "usage:\n");
+    for (size_t i = 0; i < ATR_ARRAY_LEN(vault_verbs); i++) {
+        if (verb == NULL || strcmp(verb, vault_verbs[i].verb) == 0)
+            fprintf(out, "  atrest vault %s\n", vault_verbs[i].usage);
+    }
+    if (verb == NULL || strcmp(verb, "serve") == 0)
+        fprintf(out,
+                "\nserve runs the key vault server (prints its URL, stops on SIGTERM); state\n"
+                "lives in DIR (vault.db, master.key, admin.secret). Tokens are checked against\n"
+                "the identity server at --idp. A request's Host {vault}.{dns suffix} picks the\n"
+                "vault; other hosts get --default-vault.\n");
+    if (verb == NULL || strcmp(verb, "create") == 0 || strcmp(verb, "update") == 0)
+        fprintf(out, "\ncreate and update set a vault's directory (whose tokens it accepts), soft\n"
+                     "delete retention (7-90 days), purge protection (cannot be turned off) and\n"
+                     "throttling limits (per 10 s).\n");
+    if (verb == NULL || strcmp(verb, "policy") == 0)
+        fprintf(out,
+                "\npolicy set grants a principal (its object id in the vault's directory) key\n"
+                "permissions: get list create update import delete recover backup restore\n"
+                "decrypt encrypt unwrapKey wrapKey verify sign purge release rotate\n"
+                "getrotationpolicy setrotationpolicy (or all). The atrest service needs\n"
+                "list,wrapKey,unwrapKey.\n");
+    if (verb == NULL || strcmp(verb, "firewall") == 0)
+        fprintf(out, "\nfirewall sets the network rules: with Deny only --ip-rule addresses (and\n"
+                     "trusted services, unless --bypass None) get through.\n");
+    if (verb == NULL || strcmp(verb, "serve") != 0)
+        fprintf(out, "\nThe management commands print the server's JSON answers (--json is\n"
+                     "accepted for uniformity).\n");
+    if (verb == NULL || strcmp(verb, "serve") != 0)
+        atr_cli_conf_help(out, ATR_CLI_VAULT, ATR_CLI_HELP_CONN | ATR_CLI_HELP_ADMIN);
+}
+
 static void vault_usage(FILE *out)
 {
-    fprintf(
-        out,
-        "usage: atrest vault serve --dir DIR --cert FILE --key FILE [--listen ADDR] [--port N]\n"
-        "                          [--idp URL] [--ca FILE] [--dns-suffix S] [--default-vault V]\n"
-        "                          [--trusted-app-id ID]... [--test-mode] [--config FILE]\n"
-        "       atrest vault create|update NAME --directory TID [--retention DAYS]\n"
-        "                          [--purge-protection] [--limit-ops N] [--limit-create N]\n"
-        "       atrest vault show NAME | list\n"
-        "       atrest vault policy set NAME --object-id OID --permissions P1,P2,...\n"
-        "                          [--tenant TID] [--application-id APPID]\n"
-        "       atrest vault policy delete NAME --object-id OID\n"
-        "       atrest vault firewall NAME --default-action Allow|Deny\n"
-        "                          [--bypass AzureServices|None] [--ip-rule CIDR]...\n"
-        "       atrest vault faults [--latency-ms N] [--error-rate R] [--error-status S]\n"
-        "                          [--refuse-seconds N]          (server in --test-mode)\n"
-        "       atrest vault clock --advance SECONDS             (server in --test-mode)\n"
-        "\n"
-        "serve runs the key vault server (prints its URL, stops on SIGTERM); state lives in\n"
-        "DIR (vault.db, master.key, admin.secret). Tokens are checked against the identity\n"
-        "server at --idp. A request's Host {vault}.{dns suffix} picks the vault; other hosts\n"
-        "get --default-vault. The other commands call a running server:\n"
-        "  --url URL                the server (default https://127.0.0.1:%d)\n"
-        "  --ca FILE                CA certificate to trust\n"
-        "  --admin-secret-file FILE bootstrap secret (or ATREST_VAULT_ADMIN_SECRET)\n"
-        "Permissions: get list create update import delete recover backup restore decrypt\n"
-        "  encrypt unwrapKey wrapKey verify sign purge release rotate getrotationpolicy\n"
-        "  setrotationpolicy (or all)\n",
-        VAULT_DEFAULT_PORT);
+    vault_usage_of(out, NULL);
 }
 
 /* ------------------------------------------------------------------ serve */
@@ -131,7 +167,7 @@ static int cmd_serve(int argc, char **argv)
             vo.test_mode = 1;
             break;
         case 'h':
-            vault_usage(stdout);
+            vault_usage_of(stdout, "serve");
             return ATR_EXIT_OK;
         default:
             return atr_args_getopt_error("vault serve", ch, argv);
@@ -184,9 +220,9 @@ static int cmd_serve(int argc, char **argv)
 /* ---------------------------------------------------------------- clients */
 
 struct client_opts {
+    struct atr_cli_conf conf; /* --url, --ca, --admin-secret-file, --profile, --json */
     const char *url;
     const char *ca;
-    const char *secret_file;
     const char *directory;
     const char *object_id;
     const char *tenant;
@@ -209,12 +245,12 @@ struct client_opts {
     size_t nargs;
 };
 
-static int parse_client(struct client_opts *o, const char *cmd, int argc, char **argv)
+static int parse_client(struct client_opts *o, const char *cmd, const char *verb, int argc,
+                        char **argv)
 {
     static const struct option longopts[] = {
-        {"url", required_argument, NULL, 'u'},
-        {"ca", required_argument, NULL, 'C'},
-        {"admin-secret-file", required_argument, NULL, 'S'},
+        ATR_CLI_CONN_LONGOPTS,
+        ATR_CLI_ADMIN_LONGOPTS,
         {"directory", required_argument, NULL, 'D'},
         {"object-id", required_argument, NULL, 'o'},
         {"tenant", required_argument, NULL, 't'},
@@ -232,10 +268,10 @@ static int parse_client(struct client_opts *o, const char *cmd, int argc, char *
         {"error-status", required_argument, NULL, 's'},
         {"refuse-seconds", required_argument, NULL, 'R'},
         {"advance", required_argument, NULL, 'v'},
-        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     memset(o, 0, sizeof(*o));
+    atr_cli_conf_init(&o->conf, cmd, ATR_CLI_VAULT);
     o->retention = o->limit_ops = o->limit_create = o->latency_ms = o->error_status = o->refuse_s =
         o->advance_s = -1;
     o->purge_protection = -1;
@@ -244,21 +280,14 @@ static int parse_client(struct client_opts *o, const char *cmd, int argc, char *
     optind = 1;
     int ch;
     /* "-" keeps positional arguments in order with the options */
-    while ((ch = getopt_long(argc, argv, "-:", longopts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "-:h", longopts, NULL)) != -1) {
+        if (atr_cli_conf_opt(&o->conf, ch, optarg))
+            continue;
         switch (ch) {
         case 1:
             if (o->nargs == 2)
                 return atr_args_usage_error(cmd, "unexpected argument '%s'", optarg);
             o->args[o->nargs++] = optarg;
-            break;
-        case 'u':
-            o->url = optarg;
-            break;
-        case 'C':
-            o->ca = optarg;
-            break;
-        case 'S':
-            o->secret_file = optarg;
             break;
         case 'D':
             o->directory = optarg;
@@ -327,17 +356,19 @@ static int parse_client(struct client_opts *o, const char *cmd, int argc, char *
             o->advance_s = (long)v;
             break;
         case 'h':
-            vault_usage(stdout);
+            vault_usage_of(stdout, verb);
             return -1;
         default:
             return atr_args_getopt_error(cmd, ch, argv);
         }
     }
-    if (o->url == NULL) {
-        static char def[64];
-        snprintf(def, sizeof(def), "https://127.0.0.1:%d", VAULT_DEFAULT_PORT);
-        o->url = def;
-    }
+    struct atr_err err;
+    atr_err_clear(&err);
+    atr_status st = atr_cli_conf_resolve(&o->conf, &err);
+    if (st != ATR_OK)
+        return atr_cli_fail(cmd, st, &err);
+    o->url = o->conf.url.v;
+    o->ca = atr_cli_conf_ca(&o->conf);
     return ATR_EXIT_OK;
 }
 
@@ -346,9 +377,12 @@ static int admin_run(const struct client_opts *o, const char *method, const char
                      json_t *body, unsigned want)
 {
     char secret[ATR_CLI_SECRET_MAX];
-    if (!atr_cli_secret_read(secret, sizeof(secret), o->secret_file, "ATREST_VAULT_ADMIN_SECRET")) {
+    struct atr_err err;
+    atr_err_clear(&err);
+    atr_status st = atr_cli_conf_admin_secret(secret, sizeof(secret), &o->conf, &err);
+    if (st != ATR_OK) {
         json_decref(body);
-        return ATR_EXIT_FAIL;
+        return atr_cli_fail(o->conf.cmd, st, &err);
     }
     struct atr_cli_rest t = {o->url, o->ca, secret, NULL, NULL};
     int rc = atr_cli_rest_run(&t, method, path, body, want, 1);
@@ -475,10 +509,17 @@ int atr_cmd_vault(int argc, char **argv)
     const char *verb = argv[1];
     if (strcmp(verb, "serve") == 0)
         return cmd_serve(argc - 1, argv + 1);
-    struct client_opts o;
+    if (strcmp(verb, "key") == 0)
+        return atr_cli_vault_key(argc - 1, argv + 1);
+    size_t vi = 0;
+    while (vi < ATR_ARRAY_LEN(vault_verbs) && strcmp(vault_verbs[vi].verb, verb) != 0)
+        vi++;
+    if (vi == ATR_ARRAY_LEN(vault_verbs))
+        return atr_args_usage_error("vault", "unknown command '%s'", verb);
+    static struct client_opts o; /* large: the settings */
     char cmd[64];
     snprintf(cmd, sizeof(cmd), "vault %s", verb);
-    int rc = parse_client(&o, cmd, argc - 1, argv + 1);
+    int rc = parse_client(&o, cmd, verb, argc - 1, argv + 1);
     if (rc < 0)
         return ATR_EXIT_OK;
     if (rc != ATR_EXIT_OK)

@@ -29,6 +29,10 @@ int atr_cmd_serve(int argc, char **argv);
 int atr_cmd_srk(int argc, char **argv);
 int atr_cmd_records(int argc, char **argv);
 int atr_cmd_encryption(int argc, char **argv);
+int atr_cmd_monitor(int argc, char **argv);
+
+/* `atrest vault key ...` (argv[0] is "key"): the Key Vault keys data plane. */
+int atr_cli_vault_key(int argc, char **argv);
 
 /*
  * Shared pieces of the subcommands (they print their own messages and

@@ -57,6 +57,7 @@ int atr_cli_rest_call(struct atr_http_client_resp *resp, const struct atr_cli_re
     memset(&co, 0, sizeof(co));
     co.ca_file = t->ca;
     co.timeout_ms = 30000;
+    co.max_response = ATR_CLI_RESPONSE_MAX;
     struct atr_http_client *c = NULL;
     char url[4096];
     char *auth = NULL;
@@ -97,9 +98,9 @@ int atr_cli_rest_call(struct atr_http_client_resp *resp, const struct atr_cli_re
         return 0;
     }
     if (resp->status != want) {
-        const char *b = atr_buf_cstr(&resp->body);
-        fprintf(stderr, "atrest: %s %s: HTTP %u: %s\n", method, path, resp->status,
-                b != NULL ? b : "");
+        char what[512];
+        snprintf(what, sizeof(what), "atrest: %s %s", method, path);
+        atr_cli_http_error_print(what, resp);
         return 0;
     }
     return 1;
@@ -144,4 +145,74 @@ int atr_cli_secret_file_ensure(char *out, size_t cap, const char *path)
     OPENSSL_cleanse(b64, strlen(b64));
     atr_free(b64);
     return ok;
+}
+
+/* Copies @p s into @p out as one line: control characters become spaces. */
+static void one_line(char *out, size_t cap, const char *s, int first_line_only)
+{
+    size_t n = 0;
+    if (s != NULL) {
+        for (const unsigned char *p = (const unsigned char *)s; *p != '\0' && n + 1 < cap; p++) {
+            if (first_line_only && (*p == '\r' || *p == '\n'))
+                break;
+            out[n++] = *p < 0x20 || *p == 0x7f ? ' ' : (char)*p;
+        }
+    }
+    out[n] = '\0';
+    while (n > 0 && out[n - 1] == ' ')
+        out[--n] = '\0';
+}
+
+void atr_cli_http_error_parse(struct atr_cli_http_error *e, const struct atr_http_client_resp *r)
+{
+    memset(e, 0, sizeof(*e));
+    e->status = r->status;
+    one_line(e->retry_after, sizeof(e->retry_after), atr_http_client_resp_header(r, "Retry-After"),
+             1);
+    json_t *j =
+        r->body.len > 0 ? json_loadb((const char *)r->body.ptr, r->body.len, 0, NULL) : NULL;
+    json_t *err = json_object_get(j, "error");
+    if (json_is_object(err)) {
+        one_line(e->code, sizeof(e->code), json_string_value(json_object_get(err, "code")), 1);
+        one_line(e->message, sizeof(e->message), json_string_value(json_object_get(err, "message")),
+                 0);
+        one_line(e->fix, sizeof(e->fix), json_string_value(json_object_get(err, "fix")), 0);
+        const char *inner =
+            json_string_value(json_object_get(json_object_get(err, "innererror"), "code"));
+        if (inner == NULL)
+            inner = json_string_value(json_object_get(err, "reason"));
+        if (inner == NULL)
+            inner = json_string_value(json_object_get(err, "cause"));
+        one_line(e->inner, sizeof(e->inner), inner, 1);
+    } else if (json_is_string(err)) {
+        /* OAuth: the first line of the description (Entra appends trace ids) */
+        one_line(e->code, sizeof(e->code), json_string_value(err), 1);
+        one_line(e->message, sizeof(e->message),
+                 json_string_value(json_object_get(j, "error_description")), 1);
+    } else if (r->body.len > 0) {
+        char text[301];
+        size_t n = r->body.len < sizeof(text) - 1 ? r->body.len : sizeof(text) - 1;
+        memcpy(text, r->body.ptr, n);
+        text[n] = '\0';
+        one_line(e->message, sizeof(e->message), text, 0);
+    }
+    json_decref(j);
+}
+
+void atr_cli_http_error_print(const char *prefix, const struct atr_http_client_resp *r)
+{
+    struct atr_cli_http_error *e = atr_malloc(sizeof(*e));
+    if (e == NULL) {
+        fprintf(stderr, "%s: HTTP %u\n", prefix, r->status);
+        return;
+    }
+    atr_cli_http_error_parse(e, r);
+    fprintf(stderr, "%s: HTTP %u%s%s%s%s%s%s%s\n", prefix, e->status, e->code[0] ? " " : "",
+            e->code, e->inner[0] ? " (" : "", e->inner, e->inner[0] ? ")" : "",
+            e->message[0] ? ": " : "", e->message);
+    if (e->fix[0] != '\0')
+        fprintf(stderr, "  fix: %s\n", e->fix);
+    if (e->retry_after[0] != '\0')
+        fprintf(stderr, "  retry after: %s s\n", e->retry_after);
+    atr_free(e);
 }

@@ -17,6 +17,34 @@
 
 #define ATR_CLI_SECRET_MAX 512
 
+/* Largest response body a client command reads (a records page is at most 8 MiB). */
+#define ATR_CLI_RESPONSE_MAX ((size_t)16 << 20)
+
+/*
+ * An error answer, whatever its shape: atrest's and Key Vault's
+ * {"error":{"code","message","fix"?,"reason"?,"innererror"?}}, Graph's, and
+ * OAuth's {"error":"invalid_client","error_description":"AADSTS..."}.
+ * Text is one line, control characters replaced; empty when absent.
+ */
+struct atr_cli_http_error {
+    unsigned status;
+    char code[128];  /* error.code, or OAuth's error */
+    char inner[128]; /* innererror.code (Key Vault), reason or cause (atrest) */
+    char message[1024];
+    char fix[1024];
+    char retry_after[32]; /* the Retry-After header */
+};
+
+/** Reads the error of @p r into @p e (never fails; a body that is not JSON is the message). */
+void atr_cli_http_error_parse(struct atr_cli_http_error *e, const struct atr_http_client_resp *r);
+
+/**
+ * Prints the error of @p r on stderr:
+ * "PREFIX: HTTP 400 Code (inner): message", then "  fix: ..." and
+ * "  retry after: N s" when the answer gives them.
+ */
+void atr_cli_http_error_print(const char *prefix, const struct atr_http_client_resp *r);
+
 /* Where and how to call. */
 struct atr_cli_rest {
     const char *url;        /* base URL, e.g. https://127.0.0.1:8445 */
