@@ -14,11 +14,7 @@ bin=${1:?usage: byok_crash.sh path/to/atrest}
 t=$atr_tmp
 . "$(dirname "$0")/byok_env.sh"
 
-"$bin" vault update contoso --purge-protection "${va[@]}" >/dev/null
-svc_sp=$("$bin" idp sp create "${ia[@]}" --tenant "$tid" --app-id "$svc_id" | jq -r .id)
-grant() { "$bin" vault policy set contoso --object-id "$svc_sp" --permissions "$1" "${va[@]}" >/dev/null; }
-grant list,wrapKey,unwrapKey
-svc_env=(ATREST_SERVE_TEST_CLOCK=true ATREST_SERVE_RESERVE_SIZE=3 ATREST_SERVE_MONITOR_THREAD=false)
+monitor_setup
 up() { # [FAILPOINT [ARM FILE]]
     start_service 0 "${svc_env[@]}" ${1:+ATREST_FAILPOINT=$1} ${2:+ATREST_FAILPOINT_ARM=$2}
     asecret=$(cat "$t/svc/admin.secret")

@@ -62,3 +62,19 @@ scall() { # METHOD PATH [BODY] -> "STATUS BODY"
         ${3:+-d "$3"} "$surl$2")
     echo "$code $(cat "$t/body")"
 }
+
+# For the monitor tests: purge protection on, the service principal of the
+# service's application ($svc_sp) with list, wrapKey and unwrapKey (grant
+# PERMISSIONS changes them), and svc_env: the service on a test clock with a
+# reserve of 3 and passes run only when the test asks (POST
+# /admin/monitor/run; the thread is covered by unit.service.monitor).
+monitor_setup() {
+    "$bin" vault update contoso --purge-protection "${va[@]}" >/dev/null
+    svc_sp=$("$bin" idp sp create "${ia[@]}" --tenant "$tid" --app-id "$svc_id" | jq -r .id)
+    grant list,wrapKey,unwrapKey
+    svc_env=(ATREST_SERVE_TEST_CLOCK=true ATREST_SERVE_RESERVE_SIZE=3
+        ATREST_SERVE_MONITOR_THREAD=false)
+}
+grant() {
+    "$bin" vault policy set contoso --object-id "$svc_sp" --permissions "$1" "${va[@]}" >/dev/null
+}
