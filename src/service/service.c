@@ -1528,6 +1528,46 @@ static int monitor_row(struct atr_store_tenant *t, struct atr_monitor_outcome *o
 
 #define MONITOR_BATCH_TIMEOUT_MS 60000
 
+/* The rows of a monitor batch: rows[i] for tenants[i]; of[0..k) index those with a customer layer.
+ */
+struct mon_rows {
+    struct atr_store_tenant *rows;
+    size_t *of;
+    size_t n, k;
+};
+
+static void mon_rows_free(struct mon_rows *r)
+{
+    for (size_t i = 0; r->rows != NULL && i < r->n; i++)
+        atr_store_tenant_cleanup(&r->rows[i]);
+    atr_free(r->rows);
+    atr_free(r->of);
+}
+
+/* Reads the rows; on out of memory marks every outcome transient and returns 0. */
+static int mon_rows_load(struct mon_rows *r, struct atr_monitor_outcome *o, struct atr_service *s,
+                         const char *const *tenants, size_t n, int extra_ok)
+{
+    memset(r, 0, sizeof(*r));
+    r->rows = atr_calloc(n, sizeof(*r->rows));
+    r->of = atr_calloc(n, sizeof(*r->of));
+    if (r->rows == NULL || r->of == NULL || !extra_ok) {
+        for (size_t i = 0; i < n; i++) {
+            o[i].transient = 1;
+            snprintf(o[i].code, sizeof(o[i].code), "InternalError");
+            snprintf(o[i].reason, sizeof(o[i].reason), "out of memory");
+        }
+        return 0;
+    }
+    r->n = n;
+    for (size_t i = 0; i < n; i++) {
+        atr_store_tenant_init(&r->rows[i]);
+        if (monitor_row(&r->rows[i], &o[i], s, tenants[i]))
+            r->of[r->k++] = i;
+    }
+    return 1;
+}
+
 /*
  * Probes a batch of tenants: a fresh token for each directory (a cached one
  * would hide a service principal disabled or deleted in the customer's
@@ -1538,32 +1578,21 @@ static void mon_probe(struct atr_monitor_outcome *o, const char *const *tenants,
                       void *ctx)
 {
     struct atr_service *s = ctx;
-    struct atr_store_tenant *rows = atr_calloc(n, sizeof(*rows));
     struct atr_byok_probe *pr = atr_calloc(n, sizeof(*pr));
-    size_t *of = atr_calloc(n, sizeof(*of)); /* probe index -> tenant index */
-    if (rows == NULL || pr == NULL || of == NULL) {
-        for (size_t i = 0; i < n; i++) {
-            o[i].transient = 1;
-            snprintf(o[i].code, sizeof(o[i].code), "InternalError");
-            snprintf(o[i].reason, sizeof(o[i].reason), "out of memory");
+    struct mon_rows r;
+    if (mon_rows_load(&r, o, s, tenants, n, pr != NULL)) {
+        for (size_t j = 0; j < r.k; j++) {
+            const struct atr_store_tenant *t = &r.rows[r.of[j]];
+            pr[j].tenant = t->id;
+            pr[j].kid = t->customer_kid;
+            pr[j].blob = atr_buf_span(&t->customer_blob);
         }
-        goto out;
+        atr_metrics_add(s->metrics, ATR_METRICS_VAULT_CALLS, 2 * r.k);
+        atr_byok_probe_many(s->byok, pr, r.k, MONITOR_BATCH_TIMEOUT_MS);
     }
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++) {
-        atr_store_tenant_init(&rows[i]);
-        if (!monitor_row(&rows[i], &o[i], s, tenants[i]))
-            continue;
-        pr[k].tenant = rows[i].id;
-        pr[k].kid = rows[i].customer_kid;
-        pr[k].blob = atr_buf_span(&rows[i].customer_blob);
-        of[k++] = i;
-    }
-    atr_metrics_add(s->metrics, ATR_METRICS_VAULT_CALLS, 2 * k);
-    atr_byok_probe_many(s->byok, pr, k, MONITOR_BATCH_TIMEOUT_MS);
-    for (size_t j = 0; j < k; j++) {
-        size_t i = of[j];
-        const struct atr_store_tenant *t = &rows[i];
+    for (size_t j = 0; j < r.k; j++) {
+        size_t i = r.of[j];
+        const struct atr_store_tenant *t = &r.rows[i];
         struct atr_secret tk = ATR_SECRET_INIT;
         atr_status rc = pr[j].rc;
         if (rc == ATR_OK) {
@@ -1586,12 +1615,8 @@ static void mon_probe(struct atr_monitor_outcome *o, const char *const *tenants,
         atr_secret_cleanup(&tk);
         atr_buf_cleanup(&pr[j].inner);
     }
-out:
-    for (size_t i = 0; rows != NULL && i < n; i++)
-        atr_store_tenant_cleanup(&rows[i]);
-    atr_free(rows);
+    mon_rows_free(&r);
     atr_free(pr);
-    atr_free(of);
 }
 
 /* The version part of a kid ("" when it has none). */
@@ -1689,41 +1714,25 @@ done:
 static void mon_roll(struct atr_monitor_outcome *o, const char *const *tenants, size_t n, void *ctx)
 {
     struct atr_service *s = ctx;
-    struct atr_store_tenant *rows = atr_calloc(n, sizeof(*rows));
     struct atr_byok_latest *q = atr_calloc(n, sizeof(*q));
-    size_t *of = atr_calloc(n, sizeof(*of));
-    if (rows == NULL || q == NULL || of == NULL) {
-        for (size_t i = 0; i < n; i++) {
-            o[i].transient = 1;
-            snprintf(o[i].code, sizeof(o[i].code), "InternalError");
-            snprintf(o[i].reason, sizeof(o[i].reason), "out of memory");
+    struct mon_rows r;
+    if (mon_rows_load(&r, o, s, tenants, n, q != NULL)) {
+        for (size_t j = 0; j < r.k; j++) {
+            q[j].tenant = r.rows[r.of[j]].id;
+            q[j].key_uri = r.rows[r.of[j]].key_uri;
         }
-        goto out;
+        atr_metrics_add(s->metrics, ATR_METRICS_VAULT_CALLS, r.k);
+        atr_byok_latest_many(s->byok, q, r.k, MONITOR_BATCH_TIMEOUT_MS);
     }
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++) {
-        atr_store_tenant_init(&rows[i]);
-        if (!monitor_row(&rows[i], &o[i], s, tenants[i]))
-            continue;
-        q[k].tenant = rows[i].id;
-        q[k].key_uri = rows[i].key_uri;
-        of[k++] = i;
-    }
-    atr_metrics_add(s->metrics, ATR_METRICS_VAULT_CALLS, k);
-    atr_byok_latest_many(s->byok, q, k, MONITOR_BATCH_TIMEOUT_MS);
-    for (size_t j = 0; j < k; j++) {
-        size_t i = of[j];
+    for (size_t j = 0; j < r.k; j++) {
+        size_t i = r.of[j];
         if (q[j].rc != ATR_OK)
             outcome_fail(&o[i], &q[j].fail, &q[j].err);
         else
-            roll_to(&o[i], s, &rows[i], q[j].kid);
+            roll_to(&o[i], s, &r.rows[i], q[j].kid);
     }
-out:
-    for (size_t i = 0; rows != NULL && i < n; i++)
-        atr_store_tenant_cleanup(&rows[i]);
-    atr_free(rows);
+    mon_rows_free(&r);
     atr_free(q);
-    atr_free(of);
 }
 
 static atr_store_state state_of(atr_monitor_health h)
