@@ -209,21 +209,21 @@ static struct atr_cli_value *slot(struct atr_cli_conf *c, const char *key)
         return &c->admin_file;
     if (f->token_file_env != NULL && strcmp(key, f->token_file_env) == 0)
         return &c->token_file;
-    static const struct {
+    struct {
         const char *key;
-        size_t off;
+        struct atr_cli_value *slot;
     } common[] = {
-        {"ATREST_IDP_URL", offsetof(struct atr_cli_conf, idp_url)},
-        {"ATREST_CA", offsetof(struct atr_cli_conf, ca)},
-        {"ATREST_TENANT", offsetof(struct atr_cli_conf, tenant)},
-        {"ATREST_CLIENT_ID", offsetof(struct atr_cli_conf, client_id)},
-        {"ATREST_CLIENT_SECRET_FILE", offsetof(struct atr_cli_conf, secret_file)},
-        {"ATREST_TOKEN_DIR", offsetof(struct atr_cli_conf, token_dir)},
-        {"ATREST_DEMO_FILE", offsetof(struct atr_cli_conf, demo_file)},
+        {"ATREST_IDP_URL", &c->idp_url},
+        {"ATREST_CA", &c->ca},
+        {"ATREST_TENANT", &c->tenant},
+        {"ATREST_CLIENT_ID", &c->client_id},
+        {"ATREST_CLIENT_SECRET_FILE", &c->secret_file},
+        {"ATREST_TOKEN_DIR", &c->token_dir},
+        {"ATREST_DEMO_FILE", &c->demo_file},
     };
     for (size_t i = 0; i < ATR_ARRAY_LEN(common); i++) {
         if (strcmp(key, common[i].key) == 0)
-            return (struct atr_cli_value *)((char *)c + common[i].off);
+            return common[i].slot;
     }
     return NULL;
 }
