@@ -40,7 +40,8 @@ static void serve_usage(FILE *out)
             "                    [--listen ADDR] [--port N] [--audience AUD] [--config FILE]\n"
             "\n"
             "Runs the data service (prints its URL, stops on SIGTERM). State lives in DIR:\n"
-            "atrest.db (records, tenants, audit), srk.key (the service root key, 0600,\n"
+            "atrest.db (records, tenants, audit; or serve.storage = postgres://... for a\n"
+            "PostgreSQL database shared by several nodes), srk.key (the service root key, 0600,\n"
             "created on first start), admin.secret (bootstrap secret of /admin).\n"
             "Tokens are checked against the identity server at --idp (audience\n"
             "api://atrest unless --audience). Settings (config file [serve] or\n"
@@ -286,7 +287,12 @@ int atr_cmd_serve(int argc, char **argv)
         !serve_settings(&vo, &sv.so, &want_test_clock, sv.cfg)) {
         /* message printed */
     } else {
-        snprintf(db, sizeof(db), "sqlite:%s", path);
+        /* serve.storage: a postgres:// URL (several nodes on one database); default SQLite */
+        const char *storage = atr_config_get(sv.cfg, "serve.storage");
+        if (storage != NULL && storage[0] != '\0')
+            vo.store_location = storage;
+        else
+            snprintf(db, sizeof(db), "sqlite:%s", path);
         if (want_test_clock) {
             atr_offset_clock_init(&test_clock, atr_clock_real());
             vo.test_clock = &test_clock;

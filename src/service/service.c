@@ -78,6 +78,17 @@ static int64_t now_ms(const struct atr_service *s)
 
 static atr_status fail_with(struct atr_http_req *req, atr_status rc, const struct atr_err *e)
 {
+    if (rc == ATR_E_IO) {
+        /*
+         * The store failed (a database down or restarting): nothing of this call was
+         * acknowledged; the caller retries. The detail is for the operator's log only.
+         */
+        atr_log_fields(ATR_LOG_ERROR, "service.store", atr_http_req_id(req), "a store call failed",
+                       "detail", "s", atr_err_msg(e), NULL);
+        return atr_err_set(atr_http_req_err(req), ATR_E_UNAVAILABLE,
+                           "the storage is unavailable; nothing of this call was stored: retry "
+                           "in a few seconds");
+    }
     return atr_err_set(atr_http_req_err(req), rc, "%s", atr_err_msg(e));
 }
 

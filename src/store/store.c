@@ -153,6 +153,13 @@ static size_t scheme_len(const char *loc)
     return loc[n] == ':' && n >= 2 ? n : 0;
 }
 
+/* 1 when @p loc is a PostgreSQL connection URI (the two prefixes libpq accepts). */
+static int pg_location(const char *loc)
+{
+    static const char pg1[] = "postgres://", pg2[] = "postgresql://";
+    return strncmp(loc, pg1, sizeof(pg1) - 1) == 0 || strncmp(loc, pg2, sizeof(pg2) - 1) == 0;
+}
+
 atr_status atr_store_open(struct atr_store **out, const char *location,
                           const struct atr_store_opts *opts, struct atr_err *err)
 {
@@ -164,9 +171,10 @@ atr_status atr_store_open(struct atr_store **out, const char *location,
     const char *path = location;
     static const char sqlite_prefix[] = "sqlite:";
     size_t sl = scheme_len(location);
+    int pg = pg_location(location);
     if (strncmp(location, sqlite_prefix, sizeof(sqlite_prefix) - 1) == 0) {
         path = location + sizeof(sqlite_prefix) - 1;
-    } else if (sl > 0) {
+    } else if (sl > 0 && !pg) {
         /* only the scheme is echoed: a connection string may hold a password */
         return atr_err_set(err, ATR_E_UNSUPPORTED, "storage engine not built: %.*s", (int)sl,
                            location);
@@ -178,7 +186,8 @@ atr_status atr_store_open(struct atr_store **out, const char *location,
     struct atr_store *s = atr_calloc(1, sizeof(*s));
     if (s == NULL)
         return atr_err_set(err, ATR_E_NOMEM, "store: out of memory");
-    atr_status rc = atr_store_sqlite_open(&s->vt, &s->impl, path, busy, err);
+    atr_status rc = pg ? atr_store_pg_open(&s->vt, &s->impl, location, busy, err)
+                       : atr_store_sqlite_open(&s->vt, &s->impl, path, busy, err);
     if (rc == ATR_OK && (s->vt == NULL || s->vt->vt_size < sizeof(struct atr_store_vt))) {
         if (s->vt != NULL)
             s->vt->close(s->impl);

@@ -4,8 +4,9 @@
 
 /*
  * The service's storage interface (design section 4), engine-neutral: the
- * embedded SQLite engine is built in; a PostgreSQL engine can be added
- * behind the same functions (store/store_engine.h is the vtable).
+ * embedded SQLite engine and the PostgreSQL engine (several service nodes
+ * on one database; docs/storage.md) are built in behind the same functions
+ * (store/store_engine.h is the vtable).
  *
  * A store holds:
  *  - tenants: encryption state, wrapped tenant key (TK) under the service
@@ -22,7 +23,8 @@
  *
  * Durability: a write is durable when its function returns ATR_OK (the
  * SQLite engine commits in WAL mode with synchronous=FULL, so the WAL is
- * fsync'ed at every commit). atr_store_blocks_append() writes a whole batch
+ * fsync'ed at every commit; the PostgreSQL engine returns ATR_OK only for
+ * an answered COMMIT, with synchronous_commit on). atr_store_blocks_append() writes a whole batch
  * in one transaction: several ingest batches committed together share one
  * fsync (group commit).
  *
@@ -186,14 +188,16 @@ struct atr_store_stats {
 /**
  * Opens the store at @p location, creating it when missing.
  * @param[out] out   owned by the caller; release with atr_store_close().
- * @param location   "sqlite:PATH" or a plain file path (SQLite). Any other
- *                   "scheme:..." (e.g. "postgres://...") names an engine
- *                   that is not built. A path that looks like a scheme can
- *                   be given as "sqlite:PATH".
+ * @param location   "sqlite:PATH" or a plain file path (SQLite);
+ *                   "postgres://..." or "postgresql://..." (PostgreSQL: a
+ *                   libpq connection URI, see docs/storage.md). Any other
+ *                   "scheme:..." names an engine that is not built. A path
+ *                   that looks like a scheme can be given as "sqlite:PATH".
  * @param opts       NULL for defaults.
- * @return ATR_E_INVALID (empty location), ATR_E_UNSUPPORTED (engine not
- *         built), ATR_E_IO (cannot open or create, not a database, file
- *         readable by group or others, locked by another process),
+ * @return ATR_E_INVALID (empty location, bad connection URI), ATR_E_UNSUPPORTED
+ *         (engine not built), ATR_E_IO (cannot open or create, not a database,
+ *         file readable by group or others, locked by another process, the
+ *         database is unreachable),
  *         ATR_E_CONFIG (stored schema newer than this program), ATR_E_NOMEM.
  */
 ATR_MUST_CHECK atr_status atr_store_open(struct atr_store **out, const char *location,
@@ -202,7 +206,7 @@ ATR_MUST_CHECK atr_status atr_store_open(struct atr_store **out, const char *loc
 /** Closes the store (all calls must have returned). NULL is allowed. */
 void atr_store_close(struct atr_store *s);
 
-/** Name of the engine behind @p s ("sqlite"; "none" for NULL); static storage. */
+/** Name of the engine behind @p s ("sqlite", "postgres"; "none" for NULL); static storage. */
 const char *atr_store_engine_name(const struct atr_store *s);
 
 /* ---- tenants ---- */

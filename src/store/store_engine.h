@@ -27,7 +27,7 @@
 
 struct atr_store_vt {
     size_t vt_size;   /* sizeof(struct atr_store_vt) of the engine's build */
-    const char *name; /* "sqlite" */
+    const char *name; /* "sqlite", "postgres" */
     void (*close)(void *impl);
 
     atr_status (*tenant_create)(void *impl, const struct atr_store_tenant *t, struct atr_err *err);
@@ -83,5 +83,21 @@ struct atr_store_vt {
 ATR_MUST_CHECK atr_status atr_store_sqlite_open(const struct atr_store_vt **out_vt, void **out_impl,
                                                 const char *path, unsigned busy_timeout_ms,
                                                 struct atr_err *err);
+
+/**
+ * Opens the PostgreSQL engine (store/store_pg.c) on the database of the
+ * libpq connection URI @p url ("postgres://..." or "postgresql://...";
+ * the extra query parameter pool_max_conns=N, 1..64, sets the pool size,
+ * default 4), creating or migrating its schema.
+ * @param busy_timeout_ms  how long a statement waits for a row lock held
+ *                         elsewhere (the sessions' lock_timeout).
+ * @return as atr_store_open(); ATR_E_INVALID also for a bad URI or pool
+ *         size, ATR_E_IO "the database is unreachable: ..." when no
+ *         connection can be made, ATR_E_CONFIG also for a database whose
+ *         encoding is not UTF8.
+ */
+ATR_MUST_CHECK atr_status atr_store_pg_open(const struct atr_store_vt **out_vt, void **out_impl,
+                                            const char *url, unsigned busy_timeout_ms,
+                                            struct atr_err *err);
 
 #endif /* ATR_STORE_STORE_ENGINE_H */
