@@ -656,6 +656,20 @@ void atr_monitor_note_failure(struct atr_monitor *m, const char *tenant)
     pthread_mutex_unlock(&m->lock);
 }
 
+void atr_monitor_refill_soon(struct atr_monitor *m, const char *tenant)
+{
+    if (m == NULL || tenant == NULL)
+        return;
+    pthread_mutex_lock(&m->lock);
+    struct entry *e = find(m, tenant);
+    if (e != NULL && !e->refill_due) {
+        e->refill_due = 1;
+        m->kicked = 1;
+        pthread_cond_broadcast(&m->wake);
+    }
+    pthread_mutex_unlock(&m->lock);
+}
+
 int atr_monitor_status(struct atr_monitor_status *out, struct atr_monitor *m, const char *tenant)
 {
     memset(out, 0, sizeof(*out));

@@ -170,6 +170,13 @@ void atr_monitor_note_ok(struct atr_monitor *m, const char *tenant);
 void atr_monitor_note_failure(struct atr_monitor *m, const char *tenant);
 
 /**
+ * Asks for the refill callback of @p tenant on the next pass once it is
+ * healthy (the owner folds leftovers of a lock there). Unknown tenants are
+ * ignored.
+ */
+void atr_monitor_refill_soon(struct atr_monitor *m, const char *tenant);
+
+/**
  * Copies what the monitor knows of @p tenant.
  * @return 1 when the tenant is tracked, 0 otherwise (@p out zeroed).
  */

@@ -1378,6 +1378,13 @@ static atr_status query_block(struct query_out *q, struct atr_service *s, const 
         if (rc == ATR_OK)
             rc = atr_block_open(&plain, &bc, atr_buf_span(&sealed), &dek,
                                 ATR_BLOCK_MAX_PLAIN_DEFAULT * 16, err);
+    } else if (rc == ATR_OK && strcmp(m->key_ref, KEY_REF_RESERVE) == 0) {
+        /* written while the tenant was locked and not folded yet: have the monitor fold it */
+        atr_monitor_refill_soon(s->monitor, tenant);
+        rc = atr_err_set(err, ATR_E_UNAVAILABLE,
+                         "block %lld was written while the tenant was locked and is being "
+                         "folded back under its key; retry in a few seconds",
+                         (long long)m->block_id);
     } else if (rc == ATR_OK) {
         rc = atr_err_set(err, ATR_E_UNAVAILABLE,
                          "block %lld is sealed under key %s, which is not available",

@@ -344,6 +344,29 @@ static void test_transition_failure_and_untrack(void **state)
     atr_monitor_free(m);
 }
 
+/* a reader that met an unfolded block asks for a refill (fold); only a healthy tenant gets it */
+static void test_refill_soon(void **state)
+{
+    (void)state;
+    struct fake f;
+    struct atr_monitor *m = make(&f, 0);
+    assert_int_equal(atr_monitor_track(m, "t1", ATR_MONITOR_HEALTHY, 1, NULL), ATR_OK);
+    atr_monitor_run(m, NULL);
+    assert_int_equal(f.refills, 1);
+    atr_monitor_run(m, NULL);
+    assert_int_equal(f.refills, 1);
+    atr_monitor_refill_soon(m, "t1");
+    atr_monitor_refill_soon(m, "nobody");
+    atr_monitor_run(m, NULL);
+    assert_int_equal(f.refills, 2);
+    assert_int_equal(atr_monitor_track(m, "t1", ATR_MONITOR_LOCKED, 0, NULL), ATR_OK);
+    f.probe_ok = 0;
+    atr_monitor_refill_soon(m, "t1");
+    atr_monitor_run(m, NULL);
+    assert_int_equal(f.refills, 2);
+    atr_monitor_free(m);
+}
+
 /* many tenants: probed in batches of at most ATR_MONITOR_BATCH, each once per interval */
 static void test_batches(void **state)
 {
@@ -397,6 +420,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_retry_after_and_transient, setup, teardown),
         cmocka_unit_test_setup_teardown(test_roll_failure_and_notes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_transition_failure_and_untrack, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refill_soon, setup, teardown),
         cmocka_unit_test_setup_teardown(test_batches, setup, teardown),
         cmocka_unit_test_setup_teardown(test_thread, setup, teardown),
     };
