@@ -30,8 +30,8 @@
 #include "http/client.h"
 
 #define TOKEN_MAX        16384
-#define MAX_TOKENS       64
-#define MAX_HOSTS        64
+#define MAX_TOKENS       65536 /* cached tokens: one per directory (tenant) in use */
+#define MAX_HOSTS        65536 /* cached challenges: one per vault host */
 #define FORM_MAX         4096
 #define URL_MAX          2048 /* a request URL (a listing's nextLink included) */
 #define ENGINES_IDLE     8    /* multi handles (with their connections) kept between runs */
@@ -105,11 +105,11 @@ struct atr_akv_client {
     unsigned max_host_conns;
     const struct atr_clock *clock;
 
-    pthread_mutex_t lock; /* everything below */
-    struct chal_entry chals[MAX_HOSTS];
-    size_t nchals;
-    struct token_entry tokens[MAX_TOKENS];
-    size_t ntokens;
+    pthread_mutex_t lock;     /* everything below */
+    struct chal_entry *chals; /* grows up to MAX_HOSTS */
+    size_t nchals, capchals;
+    struct token_entry *tokens; /* grows up to MAX_TOKENS */
+    size_t ntokens, captokens;
     uint64_t next_serial;
     struct token_flight *flights; /* busy token requests */
     struct engine *idle[ENGINES_IDLE];
@@ -576,6 +576,8 @@ void atr_akv_client_free(struct atr_akv_client *c)
     atr_akv_client_forget(c);
     for (size_t i = 0; i < c->nidle; i++)
         engine_free(c->idle[i]);
+    atr_free(c->tokens);
+    atr_free(c->chals);
     if (c->secret != NULL) {
         atr_wipe(c->secret, strlen(c->secret));
         atr_free(c->secret);
@@ -1112,10 +1114,32 @@ static uint64_t token_put_locked(struct atr_akv_client *c, const char *authority
                                  int64_t expires_s)
 {
     struct token_entry *e = token_find(c, authority, tenant, resource);
-    if (e == NULL && c->ntokens < MAX_TOKENS)
+    if (e == NULL && c->ntokens == c->captokens && c->captokens < MAX_TOKENS) {
+        size_t cap = c->captokens == 0 ? 64 : c->captokens * 2;
+        struct token_entry *nt = atr_realloc(c->tokens, cap * sizeof(*nt));
+        if (nt != NULL) {
+            memset(nt + c->captokens, 0, (cap - c->captokens) * sizeof(*nt));
+            c->tokens = nt;
+            c->captokens = cap;
+        }
+    }
+    if (e == NULL && c->ntokens < c->captokens)
         e = &c->tokens[c->ntokens++];
-    if (e == NULL) /* full: replace the first */
+    if (e == NULL && c->ntokens > 0) {
+        /* full: replace an expired token, else the oldest */
+        int64_t now = atr_clock_now_s(c->clock);
         e = &c->tokens[0];
+        for (size_t i = 0; i < c->ntokens; i++) {
+            if (c->tokens[i].expires_s <= now) {
+                e = &c->tokens[i];
+                break;
+            }
+            if (c->tokens[i].serial < e->serial)
+                e = &c->tokens[i];
+        }
+    }
+    if (e == NULL) /* no memory for a cache: the next call asks again */
+        return ++c->next_serial;
     token_drop(e);
     uint64_t serial = ++c->next_serial;
     e->token = atr_strdup(tok);
@@ -1223,11 +1247,22 @@ static void chal_put(struct atr_akv_client *c, const char *host, const struct at
     size_t i = 0;
     while (i < c->nchals && strcmp(c->chals[i].host, host) != 0)
         i++;
+    if (i == c->nchals && c->nchals == c->capchals && c->capchals < MAX_HOSTS) {
+        size_t cap = c->capchals == 0 ? 16 : c->capchals * 2;
+        struct chal_entry *nc = atr_realloc(c->chals, cap * sizeof(*nc));
+        if (nc != NULL) {
+            c->chals = nc;
+            c->capchals = cap;
+        }
+    }
     if (i == c->nchals) {
-        if (c->nchals == MAX_HOSTS)
-            i = 0;
-        else
-            c->nchals++;
+        if (c->nchals == c->capchals) {
+            /* full (or no memory): not cached, the next call learns it again */
+            c->stats.challenges++;
+            pthread_mutex_unlock(&c->lock);
+            return;
+        }
+        c->nchals++;
     }
     snprintf(c->chals[i].host, sizeof(c->chals[i].host), "%s", host);
     c->chals[i].c = *ch;

@@ -586,3 +586,8 @@ void atr_byok_latest_many(struct atr_byok *b, struct atr_byok_latest *q, size_t 
     atr_akv_batch_free(lb);
     atr_free(idx);
 }
+
+void atr_byok_stats(struct atr_akv_stats *out, struct atr_byok *b)
+{
+    atr_akv_client_stats(out, b->akv);
+}

@@ -184,6 +184,9 @@ struct atr_byok_latest {
 void atr_byok_latest_many(struct atr_byok *b, struct atr_byok_latest *q, size_t n,
                           unsigned timeout_ms);
 
+/** The Key Vault client's counters (requests, token requests, challenges). */
+void atr_byok_stats(struct atr_akv_stats *out, struct atr_byok *b);
+
 /** The API code of a cause ("KeyDisabled", "PermissionMissing", ...). */
 const char *atr_byok_code(atr_akv_cause cause);
 

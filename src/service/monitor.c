@@ -25,6 +25,7 @@ struct entry {
     int roll_failing;   /* the last roll check failed */
     int refill_due;     /* call refill when healthy */
     int refill_retry;   /* the last refill failed: again after the next good probe */
+    int64_t last_try;   /* monotonic ms of a request's unwrap while probes fail, 0 none */
     int64_t w_last_ok, w_last_check, w_last_roll, w_last_roll_check; /* wall ms */
     char code[ATR_MONITOR_CODE_MAX];
     char reason[ATR_MONITOR_REASON_MAX];
@@ -198,6 +199,7 @@ static void apply_probe(struct atr_monitor *m, const char *tenant,
         e->last_ok = now;
         e->w_last_ok = wall;
         e->failures = 0;
+        e->last_try = 0;
         e->next_probe = add_sat(now, m->o.probe_interval_ms);
         to = working_health(e, &why);
         if (to == ATR_MONITOR_HEALTHY) {
@@ -627,6 +629,31 @@ void atr_monitor_untrack(struct atr_monitor *m, const char *tenant)
     pthread_mutex_unlock(&m->lock);
 }
 
+static void status_locked(struct atr_monitor_status *out, const struct atr_monitor *m,
+                          const struct entry *e);
+
+int atr_monitor_may_try(struct atr_monitor *m, const char *tenant, struct atr_monitor_status *out)
+{
+    if (out != NULL)
+        memset(out, 0, sizeof(*out));
+    if (m == NULL || tenant == NULL)
+        return 1;
+    int ok = 1;
+    pthread_mutex_lock(&m->lock);
+    struct entry *e = find(m, tenant);
+    if (e != NULL && e->failures > 0) {
+        int64_t now = mono(m);
+        if (e->last_try != 0 && now - e->last_try < m->o.backoff_min_ms)
+            ok = 0;
+        else
+            e->last_try = now;
+        if (out != NULL)
+            status_locked(out, m, e);
+    }
+    pthread_mutex_unlock(&m->lock);
+    return ok;
+}
+
 void atr_monitor_note_ok(struct atr_monitor *m, const char *tenant)
 {
     if (m == NULL || tenant == NULL)
@@ -636,6 +663,13 @@ void atr_monitor_note_ok(struct atr_monitor *m, const char *tenant)
     if (e != NULL && e->health != ATR_MONITOR_LOCKED) {
         e->last_ok = mono(m);
         e->w_last_ok = atr_clock_now_ms(m->clock);
+        if (e->failures > 0) {
+            /* the key works again: let a probe confirm it and recover now */
+            e->next_probe = e->last_ok;
+            e->last_try = 0;
+            m->kicked = 1;
+            pthread_cond_broadcast(&m->wake);
+        }
     }
     pthread_mutex_unlock(&m->lock);
 }
@@ -677,7 +711,16 @@ int atr_monitor_status(struct atr_monitor_status *out, struct atr_monitor *m, co
         return 0;
     pthread_mutex_lock(&m->lock);
     struct entry *e = find(m, tenant);
-    if (e != NULL) {
+    if (e != NULL)
+        status_locked(out, m, e);
+    pthread_mutex_unlock(&m->lock);
+    return e != NULL;
+}
+
+static void status_locked(struct atr_monitor_status *out, const struct atr_monitor *m,
+                          const struct entry *e)
+{
+    {
         int64_t now = mono(m), wall = atr_clock_now_ms(m->clock);
         out->health = e->health;
         out->last_ok_ms = e->w_last_ok;
@@ -691,8 +734,6 @@ int atr_monitor_status(struct atr_monitor_status *out, struct atr_monitor *m, co
         snprintf(out->code, sizeof(out->code), "%s", e->code);
         snprintf(out->reason, sizeof(out->reason), "%s", e->reason);
     }
-    pthread_mutex_unlock(&m->lock);
-    return e != NULL;
 }
 
 size_t atr_monitor_count(struct atr_monitor *m)

@@ -163,6 +163,15 @@ ATR_MUST_CHECK atr_status atr_monitor_track(struct atr_monitor *m, const char *t
 /** Stops watching @p tenant (customer key removed). Unknown tenants are ignored. */
 void atr_monitor_untrack(struct atr_monitor *m, const char *tenant);
 
+/**
+ * Whether a request may try to unwrap @p tenant's key through the vault now:
+ * always while the monitor's probes succeed (or the tenant is unknown); while
+ * they fail, once per backoff_min per tenant (the attempt is recorded), so a
+ * revoked key with traffic does not send one refused call per request.
+ * @return 1 yes, 0 no (@p out, may be NULL, then gets the monitor's view).
+ */
+int atr_monitor_may_try(struct atr_monitor *m, const char *tenant, struct atr_monitor_status *out);
+
 /** A successful unwrap outside the monitor: restarts the grace. */
 void atr_monitor_note_ok(struct atr_monitor *m, const char *tenant);
 

@@ -2,6 +2,7 @@
 #include "service/service.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -61,6 +62,7 @@ struct atr_service {
     struct atr_offset_clock *test_clock; /* test mode, else NULL */
     int64_t grace_ms;
     int64_t locked_probe_ms;
+    _Atomic uint64_t vault_seen; /* Key Vault client requests already added to the metric */
 };
 
 /* The caller of a request (set by the auth hook). */
@@ -155,7 +157,6 @@ static atr_status inner_blob(struct atr_buf *out, struct atr_service *s,
                            "tenant %s uses a customer key but this service has no customer-key "
                            "settings",
                            t->id);
-    atr_metrics_add(s->metrics, ATR_METRICS_VAULT_CALLS, 1);
     return atr_byok_unwrap(out, s->byok, t->id, t->customer_kid, atr_buf_span(&t->customer_blob),
                            fail, err);
 }
@@ -179,6 +180,23 @@ static atr_status tk_unwrap_row(struct atr_secret *out_tk, struct atr_service *s
 }
 
 /*
+ * 1 (and @p err set) when the monitor's probes of @p tenant fail and a
+ * request tried the vault less than the minimum backoff ago: requests of a
+ * tenant whose key is revoked do not send one refused call each.
+ */
+static int monitor_failing(struct atr_service *s, const char *tenant, struct atr_err *err)
+{
+    struct atr_monitor_status ms;
+    if (atr_monitor_may_try(s->monitor, tenant, &ms))
+        return 0;
+    char next[32];
+    atr_clock_format_rfc3339(ms.next_probe_ms, next);
+    (void)atr_err_set(err, ATR_E_UNAVAILABLE, "%s: %s (checked again at %s)", ms.code, ms.reason,
+                      next);
+    return 1;
+}
+
+/*
  * Keyring loader: unwraps the TK of the tenant's row through both layers.
  * A locked tenant's key is not loaded (the lock is the key's absence; only
  * the monitor restores it). A customer key's success restarts the grace
@@ -198,6 +216,9 @@ static atr_status tk_load(struct atr_secret *out_tk, int64_t *out_deadline_ms, c
         rc = atr_err_set(
             err, ATR_E_LOCKED, "%s",
             t.reason[0] != '\0' ? t.reason : "KeyUnavailable: the customer key is not accessible");
+    } else if (rc == ATR_OK && t.customer_blob.len > 0 && monitor_failing(s, tenant, err)) {
+        /* the monitor's probes fail: requests do not hammer the vault meanwhile */
+        rc = ATR_E_UNAVAILABLE;
     } else if (rc == ATR_OK) {
         rc = tk_unwrap_row(out_tk, s, &t, &fail, err);
         if (t.customer_blob.len > 0 && rc == ATR_OK) {
@@ -704,7 +725,6 @@ static atr_status h_encryption_put(struct atr_http_req *req, struct atr_http_res
         rc = rc == ATR_E_UNAVAILABLE ? key_unavailable(resp, &err) : fail_with(req, rc, &err);
         goto done;
     }
-    atr_metrics_add(s->metrics, ATR_METRICS_VAULT_CALLS, 5);
     atr_byok_validate(rep, s->byok, t.id, uri);
     if (!rep->ok) {
         const struct atr_byok_check *bad = NULL;
@@ -1605,7 +1625,6 @@ static void mon_probe(struct atr_monitor_outcome *o, const char *const *tenants,
             pr[j].kid = t->customer_kid;
             pr[j].blob = atr_buf_span(&t->customer_blob);
         }
-        atr_metrics_add(s->metrics, ATR_METRICS_VAULT_CALLS, 2 * r.k);
         atr_byok_probe_many(s->byok, pr, r.k, MONITOR_BATCH_TIMEOUT_MS);
     }
     for (size_t j = 0; j < r.k; j++) {
@@ -1674,12 +1693,10 @@ static void roll_to(struct atr_monitor_outcome *o, struct atr_service *s,
             rc = atr_srk_keyref_parse(&v, &ref, &err);
         version = (int32_t)v;
     } else {
-        atr_metrics_add(s->metrics, ATR_METRICS_VAULT_CALLS, 1);
         rc = inner_current(&inner, &version, s, t, &fail, &err);
     }
     atr_secret_cleanup(&tk);
     if (rc == ATR_OK) {
-        atr_metrics_add(s->metrics, ATR_METRICS_VAULT_CALLS, 1);
         rc = atr_byok_wrap_uri(&outer, kid, s->byok, tenant, t->key_uri, atr_buf_span(&inner),
                                &fail, &err);
     }
@@ -1739,7 +1756,6 @@ static void mon_roll(struct atr_monitor_outcome *o, const char *const *tenants, 
             q[j].tenant = r.rows[r.of[j]].id;
             q[j].key_uri = r.rows[r.of[j]].key_uri;
         }
-        atr_metrics_add(s->metrics, ATR_METRICS_VAULT_CALLS, r.k);
         atr_byok_latest_many(s->byok, q, r.k, MONITOR_BATCH_TIMEOUT_MS);
     }
     for (size_t j = 0; j < r.k; j++) {
@@ -1857,7 +1873,6 @@ static atr_status reserve_make(struct atr_service *s, const struct atr_store_ten
     if (rc == ATR_OK)
         rc = atr_srk_keyref_parse(&v, &ref, err);
     if (rc == ATR_OK) {
-        atr_metrics_add(s->metrics, ATR_METRICS_VAULT_CALLS, 1);
         rc = atr_byok_wrap_uri(&outer, kid, s->byok, t->id, t->key_uri, atr_buf_span(&inner), &fail,
                                err);
     }
@@ -1916,7 +1931,6 @@ static atr_status fold_one(struct atr_service *s, const char *tenant,
     struct atr_kms_keyref ref;
     atr_srk_keyref_format(&ref, v);
     struct atr_kms_context kc = {PURPOSE_RESERVE_DEK, tenant};
-    atr_metrics_add(s->metrics, ATR_METRICS_VAULT_CALLS, 1);
     atr_status rc = atr_byok_unwrap(&inner, s->byok, tenant, kid, ck, NULL, err);
     if (rc == ATR_OK)
         rc = atr_kms_unwrap(&dek, atr_srk_file_provider(s->srk), &ref, atr_buf_span(&inner), &kc,
@@ -2046,6 +2060,20 @@ static atr_status h_healthz(struct atr_http_req *req, struct atr_http_resp *resp
 static atr_status gauges(struct atr_metrics_gauges *g, void *ctx)
 {
     struct atr_service *s = ctx;
+    if (s->byok != NULL) {
+        /* vault calls as the Key Vault client counts them (401 challenges included) */
+        struct atr_akv_stats st;
+        atr_byok_stats(&st, s->byok);
+        uint64_t seen = atomic_exchange(&s->vault_seen, (uint64_t)st.vault_requests);
+        if ((uint64_t)st.vault_requests > seen)
+            atr_metrics_add(s->metrics, ATR_METRICS_VAULT_CALLS, st.vault_requests - seen);
+        ATR_TRY(atr_metrics_gauge(g, "atrest_vault_token_requests",
+                                  "Token requests to customers' directories so far.", NULL, NULL,
+                                  (double)st.token_requests));
+        ATR_TRY(atr_metrics_gauge(g, "atrest_vault_challenges",
+                                  "401 bearer challenges received from vaults so far.", NULL, NULL,
+                                  (double)st.challenges));
+    }
     struct atr_store_tenant_counts c;
     if (atr_store_tenant_counts(&c, s->store, NULL) == ATR_OK) {
         for (int st = 1; st <= ATR_STORE_STATE_MAX; st++)

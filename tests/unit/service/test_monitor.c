@@ -344,6 +344,37 @@ static void test_transition_failure_and_untrack(void **state)
     atr_monitor_free(m);
 }
 
+/* while probes fail, requests may try the vault once per backoff_min; a success recovers */
+static void test_may_try(void **state)
+{
+    (void)state;
+    struct fake f;
+    struct atr_monitor *m = make(&f, 0);
+    assert_int_equal(atr_monitor_track(m, "t1", ATR_MONITOR_HEALTHY, 1, NULL), ATR_OK);
+    assert_true(atr_monitor_may_try(m, "t1", NULL));
+    assert_true(atr_monitor_may_try(m, "t1", NULL)); /* healthy: always */
+    assert_true(atr_monitor_may_try(m, "unknown", NULL));
+    f.probe_ok = 0;
+    step(m, 5 * M);
+    assert_int_equal(health(m), ATR_MONITOR_DEGRADED);
+    struct atr_monitor_status st;
+    assert_true(atr_monitor_may_try(m, "t1", &st));
+    assert_false(atr_monitor_may_try(m, "t1", &st));
+    assert_string_equal(st.code, "KeyDisabled");
+    atr_test_clock_advance(&tclock, 5 * S);
+    assert_true(atr_monitor_may_try(m, "t1", NULL));
+    assert_false(atr_monitor_may_try(m, "t1", NULL));
+    /* a request's unwrap worked: the next pass probes at once and recovers */
+    f.probe_ok = 1;
+    atr_monitor_note_ok(m, "t1");
+    int probes = f.probes;
+    atr_monitor_run(m, NULL);
+    assert_int_equal(f.probes, probes + 1);
+    assert_int_equal(health(m), ATR_MONITOR_HEALTHY);
+    assert_true(atr_monitor_may_try(m, "t1", NULL));
+    atr_monitor_free(m);
+}
+
 /* a reader that met an unfolded block asks for a refill (fold); only a healthy tenant gets it */
 static void test_refill_soon(void **state)
 {
@@ -421,6 +452,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_roll_failure_and_notes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_transition_failure_and_untrack, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refill_soon, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_may_try, setup, teardown),
         cmocka_unit_test_setup_teardown(test_batches, setup, teardown),
         cmocka_unit_test_setup_teardown(test_thread, setup, teardown),
     };
