@@ -98,7 +98,8 @@ struct atr_vault {
 
     pthread_mutex_t lock;       /* cache, throttles, faults, aead objects */
     pthread_mutex_t write_lock; /* serialises compound changes of keys */
-    struct cached_key *cache;
+    struct cached_key *cache;   /* most recently used first */
+    size_t ncache;
     struct throttle *throttles;
     unsigned fault_latency_ms;
     unsigned fault_error_permille;
@@ -217,6 +218,13 @@ static atr_status internal(struct atr_http_req *req, struct atr_http_resp *resp,
 
 /* ------------------------------------------------------------ key cache */
 
+/*
+ * Unsealed keys kept in memory. Each takes about 1 KiB of the locked heap
+ * (RSA-2048), which must not fill up: past CACHE_MAX the least recently used
+ * key nobody is using is dropped (and unsealed again when next needed).
+ */
+#define CACHE_MAX 256
+
 static void cached_release(struct atr_vault *v, struct cached_key *c)
 {
     if (c == NULL)
@@ -242,6 +250,7 @@ static void cache_forget(struct atr_vault *v, const char *vault, const char *nam
         struct cached_key *c = *pp;
         if (strncmp(c->id, prefix, plen) == 0) {
             *pp = c->next;
+            v->ncache--;
             c->unlinked = 1;
             if (c->refs == 0) {
                 vkey_cleanup(&c->key);
@@ -291,9 +300,13 @@ static atr_status key_load(struct cached_key **out, struct atr_vault *v, const c
     char id[192];
     snprintf(id, sizeof(id), "%s/%s/%s", vault, ver->name, ver->version);
     pthread_mutex_lock(&v->lock);
-    for (struct cached_key *c = v->cache; c != NULL; c = c->next) {
+    for (struct cached_key **pp = &v->cache; *pp != NULL; pp = &(*pp)->next) {
+        struct cached_key *c = *pp;
         if (strcmp(c->id, id) == 0) {
             c->refs++;
+            *pp = c->next; /* most recently used first */
+            c->next = v->cache;
+            v->cache = c;
             *out = c;
             pthread_mutex_unlock(&v->lock);
             return ATR_OK;
@@ -343,7 +356,25 @@ static atr_status key_load(struct cached_key **out, struct atr_vault *v, const c
     }
     c->next = v->cache;
     v->cache = c;
+    v->ncache++;
+    struct cached_key *drop = NULL;
+    if (v->ncache > CACHE_MAX) {
+        /* the least recently used key that no operation holds */
+        struct cached_key **victim = NULL;
+        for (struct cached_key **pp = &v->cache; *pp != NULL; pp = &(*pp)->next)
+            if ((*pp)->refs == 0)
+                victim = pp;
+        if (victim != NULL) {
+            drop = *victim;
+            *victim = drop->next;
+            v->ncache--;
+        }
+    }
     pthread_mutex_unlock(&v->lock);
+    if (drop != NULL) {
+        vkey_cleanup(&drop->key);
+        atr_free(drop);
+    }
     *out = c;
     return ATR_OK;
 }
