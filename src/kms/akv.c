@@ -2348,6 +2348,8 @@ atr_status atr_akv_batch_add_list_versions(struct atr_akv_batch *b, size_t *out_
 {
     struct batch_op *o = NULL;
     ATR_TRY(batch_add(&o, out_index, b, ATR_AKV_OP_LIST, err));
+    if (o == NULL) /* cannot happen: batch_add sets it on ATR_OK */
+        return atr_err_set(err, ATR_E_INTERNAL, "akv: no operation slot");
     o->key = *key;
     return ATR_OK;
 }

@@ -930,8 +930,8 @@ static atr_status h_list(struct atr_http_req *req, struct atr_http_resp *resp, v
 {
     struct atr_vault *v = ctx;
     struct principal *p = who(req);
-    size_t max;
-    const char *token;
+    size_t max = 0;
+    const char *token = NULL;
     ATR_TRY(page_args(&max, &token, req, resp));
     char after[160];
     if (token_decode(after, sizeof(after), token) != ATR_OK)
@@ -983,8 +983,8 @@ static atr_status h_versions(struct atr_http_req *req, struct atr_http_resp *res
     struct atr_vault *v = ctx;
     struct principal *p = who(req);
     const char *name = atr_http_req_param(req, "name");
-    size_t max;
-    const char *token;
+    size_t max = 0;
+    const char *token = NULL;
     ATR_TRY(page_args(&max, &token, req, resp));
     char after[32];
     if (token_decode(after, sizeof(after), token) != ATR_OK)
