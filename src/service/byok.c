@@ -383,30 +383,6 @@ static atr_status stored_uri(struct atr_akv_key_uri *key, const char *tenant, co
     return ATR_OK;
 }
 
-atr_status atr_byok_latest(char out_kid[ATR_AKV_KID_MAX], struct atr_byok *b, const char *tenant,
-                           const char *key_uri, struct atr_akv_error *fail, struct atr_err *err)
-{
-    out_kid[0] = '\0';
-    struct atr_akv_key_uri key;
-    ATR_TRY(stored_uri(&key, tenant, key_uri, fail, err));
-    struct atr_akv_versions versions;
-    memset(&versions, 0, sizeof(versions));
-    ATR_TRY(atr_akv_list_versions(&versions, b->akv, &key, fail, err));
-    const struct atr_akv_key_version *latest =
-        atr_akv_versions_latest(&versions, atr_clock_now_s(b->clock));
-    atr_status rc = ATR_OK;
-    if (latest == NULL) {
-        if (fail != NULL)
-            fail->cause = ATR_AKV_KEY_DISABLED;
-        rc = atr_err_set(err, ATR_E_UNAVAILABLE,
-                         "the key %s has no enabled version that is valid now", key.name);
-    } else {
-        snprintf(out_kid, ATR_AKV_KID_MAX, "%s", latest->kid);
-    }
-    atr_akv_versions_cleanup(&versions);
-    return rc;
-}
-
 atr_status atr_byok_wrap_uri(struct atr_buf *out, char out_kid[ATR_AKV_KID_MAX], struct atr_byok *b,
                              const char *tenant, const char *key_uri, struct atr_span inner,
                              struct atr_akv_error *fail, struct atr_err *err)
@@ -414,12 +390,6 @@ atr_status atr_byok_wrap_uri(struct atr_buf *out, char out_kid[ATR_AKV_KID_MAX],
     struct atr_akv_key_uri key;
     ATR_TRY(stored_uri(&key, tenant, key_uri, fail, err));
     return atr_byok_wrap(out, out_kid, b, &key, inner, fail, err);
-}
-
-atr_status atr_byok_refresh_token(struct atr_byok *b, const char *tenant,
-                                  struct atr_akv_error *fail, struct atr_err *err)
-{
-    return atr_akv_token_probe(b->akv, tenant, fail, err);
 }
 
 /* Marks every entry of a failed batch set-up with @p rc and @p err. */

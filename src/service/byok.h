@@ -121,18 +121,6 @@ ATR_MUST_CHECK atr_status atr_byok_unwrap(struct atr_buf *out_inner, struct atr_
                                           struct atr_akv_error *fail, struct atr_err *err);
 
 /**
- * Finds the version a roll should use: lists the versions of @p key_uri in
- * directory @p tenant and picks the newest enabled one valid now.
- * @param[out] out_kid  its kid.
- * @return ATR_E_UNAVAILABLE with fail->cause ATR_AKV_KEY_DISABLED when no
- *         version is usable, ATR_E_INVALID (URI), and as
- *         atr_akv_list_versions().
- */
-ATR_MUST_CHECK atr_status atr_byok_latest(char out_kid[ATR_AKV_KID_MAX], struct atr_byok *b,
-                                          const char *tenant, const char *key_uri,
-                                          struct atr_akv_error *fail, struct atr_err *err);
-
-/**
  * As atr_byok_wrap() for a stored key URI of directory @p tenant (its
  * version, if any, is ignored: the latest wraps).
  */
@@ -140,14 +128,6 @@ ATR_MUST_CHECK atr_status atr_byok_wrap_uri(struct atr_buf *out, char out_kid[AT
                                             struct atr_byok *b, const char *tenant,
                                             const char *key_uri, struct atr_span inner,
                                             struct atr_akv_error *fail, struct atr_err *err);
-
-/**
- * Asks the authority for a fresh token for directory @p tenant (cached for
- * the next vault calls): proves the service principal is still enabled
- * there. Causes as atr_akv_token_probe().
- */
-ATR_MUST_CHECK atr_status atr_byok_refresh_token(struct atr_byok *b, const char *tenant,
-                                                 struct atr_akv_error *fail, struct atr_err *err);
 
 /* One tenant of atr_byok_probe_many(). */
 struct atr_byok_probe {
@@ -174,13 +154,18 @@ void atr_byok_probe_many(struct atr_byok *b, struct atr_byok_probe *p, size_t n,
 struct atr_byok_latest {
     const char *tenant;  /* in */
     const char *key_uri; /* in: the stored key URI */
-    atr_status rc;       /* out; as atr_byok_latest() */
+    atr_status rc;       /* out */
     struct atr_akv_error fail;
     struct atr_err err;
     char kid[ATR_AKV_KID_MAX]; /* out: the newest usable version */
 };
 
-/** atr_byok_latest() for many tenants in one concurrent batch (roll checks). */
+/**
+ * The version a roll should use, for many tenants in one concurrent batch
+ * (roll checks): lists each key's versions and picks the newest enabled one
+ * valid now. rc ATR_E_UNAVAILABLE with cause ATR_AKV_KEY_DISABLED when no
+ * version is usable, ATR_E_INVALID for a stored URI that does not parse.
+ */
 void atr_byok_latest_many(struct atr_byok *b, struct atr_byok_latest *q, size_t n,
                           unsigned timeout_ms);
 
