@@ -11,7 +11,9 @@
  *    exactly the input; the sealed block with one byte flipped (chosen by the
  *    input) or opened under another block id fails with ATR_E_AUTH_FAILED;
  *  - the input unwrapped as a wrapped DEK fails cleanly; a DEK wrapped for
- *    one block id never unwraps for another.
+ *    one block id never unwraps for another;
+ *  - the input parsed as a reserve blob (src/service/reserve.c, format 2)
+ *    either fails cleanly or encodes back to exactly the input.
  * Any violation aborts.
  */
 
@@ -22,6 +24,7 @@
 #include "base/buf.h"
 #include "base/secmem.h"
 #include "service/keyring.h"
+#include "service/reserve.h"
 #include "store/block.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -94,6 +97,25 @@ static void check_wrapped_dek(const struct atr_secret *tk, const uint8_t *data, 
     atr_buf_cleanup(&wrapped);
 }
 
+static void check_reserve_blob(const uint8_t *data, size_t size)
+{
+    uint32_t version = 0;
+    char kid[ATR_RESERVE_KID_MAX + 1];
+    struct atr_span wrapped = {NULL, 0};
+    if (atr_reserve_blob_parse(&version, kid, sizeof(kid), &wrapped, atr_span_of(data, size),
+                               NULL) != ATR_OK)
+        return;
+    if (wrapped.ptr < data || wrapped.ptr + wrapped.len != data + size ||
+        strlen(kid) > ATR_RESERVE_KID_MAX)
+        abort();
+    struct atr_buf again;
+    atr_buf_init(&again, size + 16);
+    if (atr_reserve_blob_encode(&again, version, kid, wrapped, NULL) != ATR_OK ||
+        again.len != size || memcmp(again.ptr, data, size) != 0)
+        abort();
+    atr_buf_cleanup(&again);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static int ready;
@@ -111,6 +133,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     check_open_garbage(&key, data, size);
     check_roundtrip(&key, data, size);
     check_wrapped_dek(&key, data, size);
+    check_reserve_blob(data, size);
     atr_secret_cleanup(&key);
     return 0;
 }
