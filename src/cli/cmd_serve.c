@@ -300,7 +300,11 @@ int atr_cmd_serve(int argc, char **argv)
         }
         if (vo.idp_authority == NULL)
             fprintf(stderr, "atrest: no --idp given: every /v1 call will be refused\n");
-        if (atr_service_new(&svc, &vo, &err) != ATR_OK) {
+        atr_status new_rc = atr_service_new(&svc, &vo, &err);
+        /* the client holds its own copy of the key (secure heap): wipe ours now */
+        OPENSSL_cleanse(byok_key, sizeof(byok_key));
+        vo.byok_client_key_pem = atr_span_of(NULL, 0);
+        if (new_rc != ATR_OK) {
             fprintf(stderr, "atrest: %s\n", atr_err_msg(&err));
         } else {
             sv.so.auth = atr_service_auth;
