@@ -113,7 +113,7 @@ advance 16
 pass
 expect_state locked
 grant list,wrapKey,unwrapKey
-advance 40
+advance 61 # the locked probe doubles after each failure (15 s, 30 s, 60 s, jittered): past the longest
 pass
 expect_state customer
 audited encryption.restore
